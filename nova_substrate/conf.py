@@ -1,0 +1,144 @@
+"""Every nova-substrate option, declared once.
+
+Options live in the ``[substrate]`` group (the engine and the driver) and
+the ``[substrate_bench]`` group (the benchmark command). ``list_opts()``
+feeds oslo-config-generator (see etc/nova-substrate/).
+"""
+
+import os
+
+from oslo_config import cfg
+
+substrate_group = cfg.OptGroup(
+    'substrate',
+    title='Substrate options',
+    help='Docked, generalized guests that instances are activated from '
+         'instead of booted.')
+
+bench_group = cfg.OptGroup(
+    'substrate_bench',
+    title='Substrate benchmark options',
+    help='Options of the "nova-substrate bench" commands.')
+
+substrate_opts = [
+    cfg.StrOpt('connection_uri',
+               default='qemu:///system',
+               help='libvirt connection URI used by the substrate engine '
+                    'when it runs outside nova-compute (the command line). '
+                    'Inside nova-compute the driver\'s own connection is '
+                    'used.'),
+    cfg.StrOpt('pool_path',
+               default='/dev/shm/nova-substrate',
+               help='Directory holding docked substrate memory states. It '
+                    'must be on tmpfs: restoring from memory is what makes '
+                    'activation fast. Created mode 0700, owned by root.'),
+    cfg.StrOpt('layer_path',
+               default='/var/lib/nova-substrate/layers',
+               help='Directory on persistent storage holding the frozen '
+                    'disk layers of substrates. Activated instances keep '
+                    'their disk overlays on these layers, so they must '
+                    'survive a host reboot.'),
+    cfg.IntOpt('memory_budget_mb',
+               default=2048,
+               min=0,
+               help='Host memory (MiB) the pool may use for docked memory '
+                    'states. When a new substrate does not fit, the least '
+                    'recently used substrates of other keys are evicted.'),
+    cfg.IntOpt('substrates_per_key',
+               default=2,
+               min=1,
+               max=64,
+               help='Ready substrates kept per substrate key. Each is a '
+                    'private copy of the key\'s template memory state and '
+                    'is consumed by one activation.'),
+    cfg.IntOpt('build_memory_mb',
+               default=128,
+               min=32,
+               help='Current memory (MiB) of a guest while its substrate is '
+                    'built. The flavor\'s RAM stays the maximum; an '
+                    'activation grows the guest to it. Smaller means a '
+                    'smaller docked memory state.'),
+    cfg.IntOpt('spare_pcie_ports',
+               default=8,
+               min=1,
+               max=28,
+               help='Free pcie-root-port controllers added to a q35 '
+                    'substrate so NICs can be hot-plugged into its clones.'),
+    cfg.FloatOpt('build_timeout',
+                 default=300.0,
+                 min=1.0,
+                 help='Seconds a substrate build waits for its guest to '
+                      'boot and its guest agent to answer.'),
+    cfg.FloatOpt('activate_timeout',
+                 default=10.0,
+                 min=0.5,
+                 help='Seconds an activation waits for the guest to confirm '
+                      'its new identity before it is abandoned and cleaned '
+                      'up.'),
+    cfg.BoolOpt('verify_memory',
+                default=True,
+                help='Verify the checksum of a substrate\'s whole memory '
+                     'state on every activation. The check runs while the '
+                     'clone is restored paused, and the clone is resumed '
+                     'only if it matches. Headers are always verified '
+                     'before libvirt sees the file.'),
+    cfg.StrOpt('hook_path',
+               default='/usr/sbin/nova-substrate-hook',
+               help='Path of the in-guest activation hook (guest/) inside '
+                    'substrate guests.'),
+]
+
+bench_opts = [
+    cfg.StrOpt('guest_cache_dir',
+               default=os.environ.get('NOVA_SUBSTRATE_GUEST_CACHE',
+                                      '/var/cache/nova-substrate/guests'),
+               sample_default='/var/cache/nova-substrate/guests',
+               help='Where the project\'s test guests are built and '
+                    'cached.'),
+    cfg.StrOpt('work_path',
+               default='/var/lib/nova-substrate/bench',
+               help='Directory for benchmark domains\' disks and logs.'),
+]
+
+
+class InvalidOption(ValueError):
+    """An option has a value the service cannot start with."""
+
+    def __init__(self, group, name, reason):
+        self.option = '[%s] %s' % (group, name)
+        super().__init__('Invalid option %s: %s' % (self.option, reason))
+
+
+def register_opts(conf):
+    conf.register_group(substrate_group)
+    conf.register_opts(substrate_opts, group=substrate_group)
+    conf.register_group(bench_group)
+    conf.register_opts(bench_opts, group=bench_group)
+
+
+def validate(conf):
+    """Refuse values that pass type checks but cannot work.
+
+    Raises InvalidOption naming the option, so a service stops at start
+    instead of failing at its first activation.
+    """
+    sub = conf.substrate
+    for name in ('pool_path', 'layer_path', 'hook_path'):
+        if not os.path.isabs(getattr(sub, name)):
+            raise InvalidOption('substrate', name, 'must be an absolute path')
+    if os.path.realpath(sub.pool_path) == os.path.realpath(sub.layer_path):
+        raise InvalidOption('substrate', 'layer_path',
+                            'must differ from [substrate] pool_path')
+    if sub.memory_budget_mb and sub.memory_budget_mb < sub.build_memory_mb:
+        raise InvalidOption('substrate', 'memory_budget_mb',
+                            'is smaller than [substrate] build_memory_mb '
+                            '(%d MiB): no substrate would fit'
+                            % sub.build_memory_mb)
+
+
+def list_opts():
+    return [(substrate_group, substrate_opts), (bench_group, bench_opts)]
+
+
+CONF = cfg.CONF
+register_opts(CONF)

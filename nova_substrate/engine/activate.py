@@ -1,0 +1,232 @@
+"""Activating a clone: claim, re-identify, restore, grow, hand over identity.
+
+No boot happens: the clone is the template's guest, restored from memory
+under a new name and uuid on a disk overlay of its own, then grown to its
+size, given its NICs, and told who it is. It counts as activated only
+when the guest confirms its new identity.
+"""
+
+import base64
+import contextlib
+import dataclasses
+import json
+import os
+import threading
+import time
+
+import libvirt
+from oslo_log import log as logging
+
+from nova_substrate.engine import domainxml
+from nova_substrate.engine import exception
+from nova_substrate.engine import guest as guest_agent
+from nova_substrate.engine import qemuimg
+from nova_substrate.engine import saveimage
+
+LOG = logging.getLogger(__name__)
+
+SEED_BYTES = 64
+
+
+@dataclasses.dataclass
+class CloneSpec:
+    """The clone to make: its domain identity, size, NICs and identity.
+
+    nics are libvirt <interface> XML documents, hot-plugged after restore;
+    their MAC addresses are what the guest waits for. metadata is handed
+    to the guest as JSON.
+    """
+    name: str
+    uuid: str
+    overlay_path: str
+    vcpus: int
+    memory_mb: int
+    hostname: str
+    console_log: str = None
+    nics: list = dataclasses.field(default_factory=list)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Clone:
+    """An activated clone: its domain and what the activation measured."""
+    domain: object
+    key: str
+    layer_id: str
+    overlay_path: str
+    timings: dict
+    guest: dict
+
+    @property
+    def uuid(self):
+        return self.domain.UUIDString()
+
+
+def nic_macs(nics):
+    macs = []
+    for nic in nics:
+        mac = domainxml.parse(nic).find('mac')
+        if mac is None or not mac.get('address'):
+            raise exception.ActivationError('NIC XML without a MAC address')
+        macs.append(mac.get('address').lower())
+    return macs
+
+
+class _Digest(threading.Thread):
+    """The memory state's checksum, computed beside the restore."""
+
+    def __init__(self, path, offset):
+        super().__init__(daemon=True)
+        self.path, self.offset = path, offset
+        self.result = self.error = None
+
+    def run(self):
+        try:
+            self.result = saveimage.stream_digest(self.path, self.offset)[0]
+        except OSError as e:
+            self.error = e
+
+
+def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
+    """Activate a clone of the substrate key as spec describes.
+
+    Returns a Clone. On any failure the half-made domain, its overlay,
+    the claimed memory state and the layer's user marker are removed and
+    ActivationError (or CorruptSubstrate) is raised.
+    """
+    t0 = time.monotonic()
+    timings = {}
+    macs = nic_macs(spec.nics)
+    claim = pool.claim(key, copy_if_empty=copy_if_empty)
+    template = claim.template
+    layer_id = template.meta['layer_id']
+    dom = None
+    overlay_made = False
+    try:
+        header = saveimage.check(claim.path, template.stream_bytes)
+        digest = None
+        if settings.verify_memory:
+            digest = _Digest(claim.path, header.stream_offset)
+            digest.start()
+        pool.add_layer_user(layer_id, spec.uuid)
+        qemuimg.create_overlay(spec.overlay_path, template.layer_path,
+                               'qcow2')
+        overlay_made = True
+        saveimage.rewrite_header(claim.path, domainxml.reidentify(
+            header.domain_xml, spec.name, spec.uuid, spec.overlay_path,
+            spec.console_log))
+        timings['prepared_s'] = time.monotonic() - t0
+        conn.restoreFlags(claim.path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED)
+        dom = conn.lookupByUUIDString(spec.uuid)
+        timings['restored_s'] = time.monotonic() - t0
+        if digest is not None:
+            digest.join()
+            if digest.result != template.meta['stream_sha256']:
+                pool.remove(key)
+                raise exception.CorruptSubstrate(
+                    'memory state of substrate %s does not match its '
+                    'checksum (%s); the substrate was removed'
+                    % (key, digest.error or 'content differs'))
+        claim.discard()
+        _grow(dom, spec, template.meta)
+        dom.resume()
+        timings['running_s'] = time.monotonic() - t0
+        report = _hand_over_identity(dom, spec, macs, settings,
+                                     t0 + settings.activate_timeout)
+        timings['ready_s'] = time.monotonic() - t0
+    except BaseException as e:
+        _cleanup(conn, dom, spec, pool, layer_id, claim, overlay_made)
+        if isinstance(e, (exception.CorruptSubstrate,
+                          exception.NoSubstrate)):
+            raise
+        if isinstance(e, (exception.SubstrateError, libvirt.libvirtError)):
+            raise exception.ActivationError(
+                'activating %s from substrate %s failed: %s'
+                % (spec.name, key, e)) from e
+        raise
+    LOG.info('Activated %s from substrate %s in %.3f s (running after '
+             '%.3f s)', spec.name, key, timings['ready_s'],
+             timings['running_s'])
+    return Clone(dom, key, layer_id, spec.overlay_path,
+                 {k: round(v, 4) for k, v in timings.items()}, report)
+
+
+def _grow(dom, spec, meta):
+    """vCPUs hot-plugged, balloon deflated, NICs attached, while paused.
+
+    The guest sees the hot-plug events when it resumes; doing it paused
+    keeps them off the time the guest runs unconfigured.
+    """
+    live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+    if spec.vcpus > meta['vcpus'] or spec.memory_mb > meta['memory_mb']:
+        raise exception.ActivationError(
+            'substrate is built for at most %d vCPUs and %d MiB, clone '
+            'wants %d and %d' % (meta['vcpus'], meta['memory_mb'],
+                                 spec.vcpus, spec.memory_mb))
+    if spec.vcpus > 1:
+        dom.setVcpusFlags(spec.vcpus, live)
+    dom.setMemoryFlags(spec.memory_mb * 1024, live)
+    for nic in spec.nics:
+        dom.attachDeviceFlags(nic, live)
+
+
+def _hand_over_identity(dom, spec, macs, settings, deadline):
+    agent = guest_agent.GuestAgent(dom)
+    fields = {
+        'time_ns': time.time_ns(),
+        'seed': os.urandom(SEED_BYTES).hex(),
+        'hostname': spec.hostname,
+        'instance_uuid': spec.uuid,
+        'vcpus': spec.vcpus,
+        'macs': ','.join(macs),
+        'metadata_b64': base64.b64encode(
+            json.dumps(spec.metadata).encode()).decode(),
+        'wait_s': max(1, int(deadline - time.monotonic())),
+    }
+    report = agent.hook(settings.hook_path, 'activate', fields,
+                        deadline=deadline, accept=(0, 3))
+    missing = sorted(set(macs) - {m.lower() for m in report.get('macs_up',
+                                                                 [])})
+    if report.get('error') or missing or \
+            report.get('vcpus_online') != spec.vcpus:
+        raise exception.ActivationError(
+            'guest did not take its identity: %s (vCPUs online %s of %d, '
+            'NICs missing %s)' % (report.get('error', 'incomplete'),
+                                  report.get('vcpus_online'), spec.vcpus,
+                                  missing or 'none'))
+    if report.get('hostname') != spec.hostname:
+        raise exception.ActivationError('guest reports hostname %r, not %r'
+                                        % (report.get('hostname'),
+                                           spec.hostname))
+    return report
+
+
+def _cleanup(conn, dom, spec, pool, layer_id, claim, overlay_made):
+    if dom is None:
+        # restoreFlags may have failed after libvirt created the domain.
+        with contextlib.suppress(libvirt.libvirtError):
+            dom = conn.lookupByUUIDString(spec.uuid)
+    if dom is not None:
+        destroy_domain(dom)
+    if overlay_made:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spec.overlay_path)
+    claim.discard()
+    pool.remove_layer_user(layer_id, spec.uuid)
+
+
+def destroy_domain(dom):
+    """Stop dom and forget it, whether it is transient or defined."""
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.destroy()
+    with contextlib.suppress(libvirt.libvirtError):
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+
+def destroy_clone(pool, clone):
+    """Tear down an activated clone: domain, overlay, layer marker."""
+    domain_uuid = clone.uuid
+    destroy_domain(clone.domain)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(clone.overlay_path)
+    pool.remove_layer_user(clone.layer_id, domain_uuid)

@@ -1,0 +1,140 @@
+"""Building a substrate: boot miniaturized, wait ready, generalize, save.
+
+The guest boots once, with its target's maximum memory and vCPUs but a
+small current size and no NICs. When its hook reports the boot finished,
+the hook removes everything that identifies it, and libvirt saves its
+memory state. The disk overlay the boot wrote becomes the template's
+frozen layer; the memory state goes to the pool.
+"""
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import time
+import uuid
+
+import libvirt
+from oslo_log import log as logging
+
+from nova_substrate.engine import domainxml
+from nova_substrate.engine import exception
+from nova_substrate.engine import guest as guest_agent
+from nova_substrate.engine import qemuimg
+from nova_substrate.engine import saveimage
+
+LOG = logging.getLogger(__name__)
+
+# How long the balloon gets to reach its target before the save goes
+# ahead anyway; a slow balloon only makes the memory state larger.
+_BALLOON_SETTLE_S = 5.0
+
+
+@dataclasses.dataclass
+class BuildSpec:
+    """What to build a substrate of.
+
+    domain_xml is the full domain of the instances the substrate will
+    become (its root disk names the base image); memory_mb and vcpus are
+    the size clones grow to; labels are recorded as they are (image id,
+    flavor, checksum: whatever the caller keys on).
+    """
+    key: str
+    domain_xml: str
+    memory_mb: int
+    vcpus: int
+    labels: dict = dataclasses.field(default_factory=dict)
+    console_log: str = None
+
+
+def build_substrate(conn, pool, spec, settings, progress=None):
+    """Build and dock a substrate for spec.key; returns the pool Template."""
+    say = progress or (lambda msg: None)
+    started = time.monotonic()
+    deadline = started + settings.build_timeout
+    layer_id = pool.new_layer()
+    layer = pool.layer_file(layer_id)
+    save_tmp = pool.tmp_path('.save')
+    name = 'substrate-%s-%s' % (spec.key[:12], uuid.uuid4().hex[:8])
+    dom = None
+    try:
+        base = domainxml.disk_source(domainxml.parse(spec.domain_xml))
+        base_info = qemuimg.info(base)
+        qemuimg.create_overlay(layer, base, base_info['format'])
+        xml = domainxml.miniaturize(
+            spec.domain_xml, name=name, uuid=str(uuid.uuid4()),
+            memory_mb=spec.memory_mb, vcpus=spec.vcpus,
+            build_memory_mb=settings.build_memory_mb,
+            spare_ports=settings.spare_pcie_ports, disk_path=layer,
+            console_log=spec.console_log)
+        say('booting %s (%d MiB max, %d MiB current)' % (
+            name, spec.memory_mb, settings.build_memory_mb))
+        dom = conn.createXML(xml, 0)
+        agent = guest_agent.GuestAgent(dom)
+        agent.wait_ready(deadline)
+        _wait_booted(agent, settings.hook_path, deadline)
+        booted = time.monotonic()
+        say('booted in %.1f s; generalizing' % (booted - started))
+        _wait_balloon(dom, settings.build_memory_mb)
+        agent.hook(settings.hook_path, 'generalize', deadline=deadline)
+        say('saving memory state')
+        dom.saveFlags(save_tmp, None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
+        dom = None      # a saved transient domain is gone
+        header = saveimage.read_header(save_tmp)
+        digest, stream_bytes = saveimage.stream_digest(save_tmp,
+                                                       header.stream_offset)
+        os.chmod(layer, 0o600)
+        meta = {
+            'key': spec.key,
+            'layer_id': layer_id,
+            'base': base,
+            'base_format': base_info['format'],
+            'stream_sha256': digest,
+            'stream_bytes': stream_bytes,
+            'memory_mb': spec.memory_mb,
+            'vcpus': spec.vcpus,
+            'build_memory_mb': settings.build_memory_mb,
+            'boot_s': round(booted - started, 3),
+            'build_s': round(time.monotonic() - started, 3),
+            'created': time.time(),
+            'labels': spec.labels,
+        }
+        template = pool.add_template(spec.key, save_tmp, meta)
+    except Exception as e:
+        _cleanup_build(dom, save_tmp, pool.layer_dir(layer_id))
+        if isinstance(e, (exception.SubstrateError, libvirt.libvirtError)):
+            raise exception.BuildError('building substrate %s failed: %s'
+                                       % (spec.key, e)) from e
+        raise
+    say('docked %s: %.1f MiB memory state in %.1f s' % (
+        spec.key, stream_bytes / 2 ** 20, meta['build_s']))
+    return template
+
+
+def _wait_booted(agent, hook_path, deadline):
+    while True:
+        status = agent.hook(hook_path, 'status', deadline=deadline)
+        if status.get('ready'):
+            return
+        if time.monotonic() >= deadline:
+            raise exception.GuestAgentTimeout('guest did not finish booting')
+        time.sleep(0.1)
+
+
+def _wait_balloon(dom, target_mb):
+    end = time.monotonic() + _BALLOON_SETTLE_S
+    while time.monotonic() < end:
+        if dom.info()[2] <= target_mb * 1024:
+            return
+        time.sleep(0.05)
+    LOG.warning('Balloon of %s did not reach %d MiB; saving anyway',
+                dom.name(), target_mb)
+
+
+def _cleanup_build(dom, save_tmp, layer_dir):
+    if dom is not None:
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(save_tmp)
+    shutil.rmtree(layer_dir, ignore_errors=True)

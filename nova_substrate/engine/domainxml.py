@@ -1,0 +1,183 @@
+"""Domain XML for substrates: miniaturize for a build, re-identify a clone.
+
+Both work on the caller's XML (in Nova, the XML LibvirtDriver generates
+for the instance), so that a clone is the very domain its owner expects,
+with only what activation changes: name, uuid, disk overlay, console log.
+"""
+
+import copy
+from xml.etree import ElementTree as ET
+
+from nova_substrate.engine import exception
+
+AGENT_CHANNEL = 'org.qemu.guest_agent.0'
+
+
+def parse(xml):
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as e:
+        raise exception.SubstrateError('domain XML does not parse: %s' % e)
+
+
+def tostring(root):
+    return ET.tostring(root, encoding='unicode')
+
+
+def _child(parent, tag, **attrib):
+    node = parent.find(tag)
+    if node is None:
+        node = ET.SubElement(parent, tag, attrib)
+    return node
+
+
+def _set_text(root, tag, text):
+    _child(root, tag).text = text
+
+
+def primary_disk(root):
+    """The first disk device: the root disk the layer chain sits under."""
+    for disk in root.findall('./devices/disk'):
+        if disk.get('device', 'disk') == 'disk':
+            return disk
+    raise exception.SubstrateError('domain has no disk')
+
+
+def disk_source(root):
+    source = primary_disk(root).find('source')
+    if source is None or not source.get('file'):
+        raise exception.SubstrateError('root disk is not a file-backed disk')
+    return source.get('file')
+
+
+def _set_disk_source(root, path):
+    disk = primary_disk(root)
+    if disk.get('type') != 'file':
+        raise exception.SubstrateError('root disk is not a file-backed disk')
+    _child(disk, 'source').set('file', path)
+    driver = _child(disk, 'driver', name='qemu')
+    driver.set('type', 'qcow2')
+    # libvirt probes the chain from the qcow2 header; a recorded chain
+    # would name the template's files.
+    for backing in disk.findall('backingStore'):
+        disk.remove(backing)
+
+
+def console_logs(root):
+    """Elements whose path attribute names a console log file."""
+    found = []
+    for dev in root.findall('./devices/serial') + root.findall(
+            './devices/console'):
+        src = dev.find('source')
+        if dev.get('type') == 'file' and src is not None:
+            found.append((src, 'path'))
+        log = dev.find('log')
+        if log is not None and log.get('file'):
+            found.append((log, 'file'))
+    return found
+
+
+def _set_console_log(root, path):
+    for node, attr in console_logs(root):
+        node.set(attr, path)
+
+
+def _is_q35(root):
+    machine = root.find('./os/type')
+    return machine is not None and 'q35' in (machine.get('machine') or '')
+
+
+def _add_spare_root_ports(devices, count):
+    pci = [c for c in devices.findall('controller') if c.get('type') == 'pci']
+    if not any(c.get('model') == 'pcie-root' for c in pci):
+        ET.SubElement(devices, 'controller', type='pci', index='0',
+                      model='pcie-root')
+    indexes = [int(c.get('index')) for c in pci if c.get('index')]
+    nxt = max(indexes + [0]) + 1
+    # libvirt places each device behind a root port of its own when it
+    # assigns addresses; these come on top, for hot-plugged NICs.
+    for i in range(count):
+        ET.SubElement(devices, 'controller', type='pci', index=str(nxt + i),
+                      model='pcie-root-port')
+
+
+def _ensure_agent_channel(devices):
+    for chan in devices.findall('channel'):
+        target = chan.find('target')
+        if target is not None and target.get('name') == AGENT_CHANNEL:
+            return
+    chan = ET.SubElement(devices, 'channel', type='unix')
+    ET.SubElement(chan, 'target', type='virtio', name=AGENT_CHANNEL)
+
+
+def _ensure_balloon(devices):
+    balloon = devices.find('memballoon')
+    if balloon is None:
+        balloon = ET.SubElement(devices, 'memballoon')
+    balloon.set('model', 'virtio')
+    # Free guest pages are handed back to the host, so they are neither
+    # resident nor written into the memory state.
+    balloon.set('freePageReporting', 'on')
+
+
+def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
+                spare_ports, disk_path, console_log):
+    """The build domain for a substrate of the domain described by xml.
+
+    Its maximum memory and vCPUs are the target's, its current ones are
+    small; it has no NICs (clones get theirs hot-plugged), spare PCIe root
+    ports, a guest agent channel and a balloon with free page reporting.
+    """
+    root = parse(xml)
+    if root.get('type') not in ('qemu', 'kvm'):
+        raise exception.BuildError('substrates need a QEMU domain')
+    if not _is_q35(root):
+        raise exception.BuildError(
+            'substrates need machine type q35: NIC hot-plug into a clone '
+            'fails on i440fx ("Bus pci.0 does not support hotplugging")')
+    _set_text(root, 'name', name)
+    _set_text(root, 'uuid', uuid)
+    for tag, mb in (('memory', memory_mb),
+                    ('currentMemory', min(build_memory_mb, memory_mb))):
+        node = _child(root, tag)
+        node.set('unit', 'KiB')
+        node.text = str(mb * 1024)
+    vcpu = _child(root, 'vcpu')
+    vcpu.text = str(vcpus)
+    vcpu.set('current', '1')
+    devices = _child(root, 'devices')
+    for nic in devices.findall('interface'):
+        devices.remove(nic)
+    _add_spare_root_ports(devices, spare_ports)
+    _ensure_agent_channel(devices)
+    _ensure_balloon(devices)
+    _set_disk_source(root, disk_path)
+    if console_log:
+        _set_console_log(root, console_log)
+    return tostring(root)
+
+
+def reidentify(xml, name, uuid, disk_path, console_log):
+    """The saved template XML, made into the clone's own domain."""
+    root = copy.deepcopy(parse(xml))
+    _set_text(root, 'name', name)
+    _set_text(root, 'uuid', uuid)
+    _set_disk_source(root, disk_path)
+    if console_log:
+        _set_console_log(root, console_log)
+    return tostring(root)
+
+
+def interface_xml(mac, kind='ethernet', target=None, source=None,
+                  model='virtio'):
+    """A NIC for hot-plugging into a clone."""
+    nic = ET.Element('interface', type=kind)
+    ET.SubElement(nic, 'mac', address=mac)
+    if kind == 'bridge' and source:
+        ET.SubElement(nic, 'source', bridge=source)
+    elif kind == 'network' and source:
+        ET.SubElement(nic, 'source', network=source)
+    if target:
+        ET.SubElement(nic, 'target', dev=target)
+    ET.SubElement(nic, 'model', type=model)
+    return tostring(nic)

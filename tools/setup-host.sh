@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+#
+# Prepare this host for nova-substrate: Debian packages, the libvirt
+# daemons, and .venv with the project installed. Runs as root on Debian 12
+# from any directory, needs no terminal, and does nothing on a second run
+# that the first one already did. Run it rather than source it: it exits on
+# the first error.
+#
+# Environment:
+#   PYTHON          interpreter for a new .venv (default: /usr/bin/python3)
+#   LIBVIRT_WAIT    seconds to wait for libvirtd to answer (default: 60)
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=$ROOT/.venv
+STAMP=$VENV/.nova-substrate-install.sha256
+LIBVIRT_URI=qemu:///system
+LIBVIRT_WAIT=${LIBVIRT_WAIT:-60}
+
+PACKAGES=(
+    qemu-system-x86 qemu-utils
+    libvirt-daemon-system libvirt-dev libvirt-clients pkg-config
+    linux-image-cloud-amd64 busybox-static qemu-guest-agent
+    debootstrap cpio e2fsprogs
+    gcc libc6-dev python3-venv
+)
+
+say() {
+    echo "setup-host: $*"
+}
+
+die() {
+    echo "setup-host: error: $*" >&2
+    exit 1
+}
+
+check_host() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts libvirtd)"
+    command -v dpkg-query >/dev/null && command -v apt-get >/dev/null ||
+        die "needs a Debian host (dpkg-query and apt-get not found)"
+}
+
+install_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if [[ $(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null) != installed ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "Debian packages: all present"
+        return
+    fi
+    say "Debian packages: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # The package lists are refreshed only here: a host that has every
+    # package never needs them, and a stale list is what makes an install
+    # of a missing package fail.
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    # confold: keep configuration files an administrator changed rather
+    # than stopping on dpkg's question.
+    apt-get install -y -q \
+        -o Dpkg::Options::=--force-confdef \
+        -o Dpkg::Options::=--force-confold \
+        "${missing[@]}" >/dev/null || die "apt-get install failed"
+}
+
+# A daemon counts as running when the pid in its pid file is alive. This
+# avoids relying on procps, which minimal Debian images lack.
+daemon_running() {
+    local pidfile=/run/$1.pid pid
+    [[ -r $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null
+}
+
+start_libvirt() {
+    local daemon
+    # There is no systemd on these hosts: start the daemons directly.
+    # virtlogd first, because libvirtd hands it each domain's console log.
+    for daemon in virtlogd libvirtd; do
+        if daemon_running "$daemon"; then
+            say "$daemon: running"
+        else
+            say "$daemon: starting"
+            "$daemon" -d || die "$daemon -d failed"
+        fi
+    done
+
+    local waited=0 out
+    until out=$(virsh -c "$LIBVIRT_URI" version 2>&1); do
+        if ((waited >= LIBVIRT_WAIT)); then
+            die "libvirtd did not answer on $LIBVIRT_URI within ${LIBVIRT_WAIT}s: $out"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    say "libvirt: $(echo "$out" | grep -m1 'Running hypervisor' || echo answering)"
+}
+
+# Everything that changes what "pip install" would install.
+install_inputs_hash() {
+    (cd "$ROOT" && cat requirements.txt test-requirements.txt setup.cfg \
+        pyproject.toml 2>/dev/null || true) | sha256sum | cut -d' ' -f1
+}
+
+ensure_venv() {
+    local python=${PYTHON:-/usr/bin/python3}
+    if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+        # Missing, or left half-made by an interrupted run, or made by an
+        # interpreter that is gone: start over.
+        say "virtualenv: creating $VENV with $python"
+        rm -rf "$VENV"
+        "$python" -m venv "$VENV"
+    fi
+
+    local want have=
+    want=$(install_inputs_hash)
+    [[ -r $STAMP ]] && have=$(<"$STAMP")
+    if [[ $want == "$have" ]]; then
+        say "virtualenv: up to date"
+        return
+    fi
+
+    # pbr takes the version from git. Without usable git metadata (an
+    # unpacked tarball, or a checkout owned by another user, which git
+    # refuses to read as root) give it one, so the install still works.
+    if ! git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        export PBR_VERSION=${PBR_VERSION:-0.0.0}
+        say "virtualenv: no usable git metadata, installing as version $PBR_VERSION"
+    fi
+    say "virtualenv: installing nova-substrate and test requirements (a few minutes the first time)"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q \
+        -e . -r test-requirements.txt) ||
+        die "pip install failed"
+    echo "$want" >"$STAMP"
+}
+
+check_host
+install_packages
+start_libvirt
+ensure_venv
+say "ready"

@@ -1,0 +1,277 @@
+"""The nova-substrate command line.
+
+    nova-substrate [--config-file FILE] pool list [--json]
+    nova-substrate pool build --guest tiny|debian [--memory-mb M] [--vcpus N]
+    nova-substrate pool build --domain-xml FILE --key KEY ...
+    nova-substrate pool fill KEY [--count N]
+    nova-substrate pool evict (--key KEY | --bytes N | --all)
+    nova-substrate pool recover
+    nova-substrate bench activation [--json] [--guest tiny|debian]
+                                    [--runs N] [--clones K]
+"""
+
+import argparse
+import json
+import os
+import sys
+import uuid
+
+import libvirt
+from oslo_log import log as logging
+
+from nova_substrate.bench import activation as activation_bench
+from nova_substrate import conf as substrate_conf
+from nova_substrate.engine import build
+from nova_substrate.engine import exception
+from nova_substrate.engine import keys
+from nova_substrate.engine import pool as pool_mod
+from nova_substrate.engine import settings as engine_settings
+from nova_substrate import guests
+from nova_substrate.guests import domain as guest_domain
+
+CONF = substrate_conf.CONF
+LOG = logging.getLogger(__name__)
+
+
+def _progress(enabled):
+    if not enabled:
+        return None
+
+    def say(msg):
+        sys.stderr.write('... %s\n' % msg)
+        sys.stderr.flush()
+    return say
+
+
+def open_pool():
+    sub = CONF.substrate
+    return pool_mod.SubstratePool(sub.pool_path, sub.layer_path,
+                                  sub.memory_budget_mb * 2 ** 20)
+
+
+def open_libvirt():
+    conn = libvirt.open(CONF.substrate.connection_uri)
+    if conn is None:
+        raise exception.SubstrateError('cannot connect to %s'
+                                       % CONF.substrate.connection_uri)
+    return conn
+
+
+def _print_table(rows, columns):
+    widths = [max(len(c), *(len(str(r.get(c, ''))) for r in rows))
+              for c in columns]
+    line = '  '.join(c.ljust(w) for c, w in zip(columns, widths))
+    print(line)
+    print('  '.join('-' * w for w in widths))
+    for r in rows:
+        print('  '.join(str(r.get(c, '')).ljust(w)
+                        for c, w in zip(columns, widths)))
+
+
+def cmd_pool_list(args):
+    rows = open_pool().describe()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    elif not rows:
+        print('The pool holds no substrates.')
+    else:
+        for r in rows:
+            r['MiB'] = round(r['bytes'] / 2 ** 20, 1)
+            r['labels'] = ','.join('%s=%s' % kv
+                                   for kv in sorted(r['labels'].items()))
+        _print_table(rows, ['key', 'ready', 'MiB', 'memory_mb', 'vcpus',
+                            'layer_users', 'idle_s', 'labels'])
+    return 0
+
+
+def cmd_pool_build(args):
+    settings = engine_settings.EngineSettings.from_conf(CONF)
+    pool = open_pool()
+    conn = open_libvirt()
+    say = _progress(sys.stderr.isatty())
+    if args.domain_xml:
+        if not args.key:
+            raise exception.SubstrateError('--domain-xml needs --key')
+        with open(args.domain_xml) as f:
+            xml = f.read()
+        key = args.key
+        labels = {'domain_xml': args.domain_xml}
+    else:
+        guest = guests.get_guest(args.guest,
+                                 cache_dir=CONF.substrate_bench.guest_cache_dir,
+                                 progress=say)
+        key = args.key or keys.substrate_key(guest.name, guest.digest,
+                                             args.memory_mb, args.vcpus)
+        console = os.path.join(CONF.substrate_bench.work_path,
+                               'build-%s.log' % key)
+        os.makedirs(CONF.substrate_bench.work_path, 0o755, exist_ok=True)
+        xml = guest_domain.instance_xml(guest, 'build', str(uuid.uuid4()),
+                                        args.memory_mb, args.vcpus,
+                                        guest.disk, console)
+        labels = {'guest': guest.name}
+    template = build.build_substrate(
+        conn, pool, build.BuildSpec(key=key, domain_xml=xml,
+                                    memory_mb=args.memory_mb,
+                                    vcpus=args.vcpus, labels=labels),
+        settings, progress=say)
+    pool.fill(template.key, args.count or settings.substrates_per_key)
+    print(template.key)
+    return 0
+
+
+def cmd_pool_fill(args):
+    count = args.count or CONF.substrate.substrates_per_key
+    added = open_pool().fill(args.key, count)
+    print('%d substrates added to %s' % (added, args.key))
+    return 0
+
+
+def cmd_pool_evict(args):
+    pool = open_pool()
+    if args.key:
+        if not pool.remove(args.key):
+            print('No substrate %s in the pool.' % args.key)
+            return 1
+        print('Removed %s.' % args.key)
+    elif args.all:
+        for t in pool.templates():
+            pool.remove(t.key)
+        print('Removed every substrate.')
+    else:
+        print('Freed %d bytes.' % pool.evict(args.bytes))
+    conn = open_libvirt()
+    pool.collect_layers(lambda u: _domain_exists(conn, u))
+    return 0
+
+
+def _domain_exists(conn, domain_uuid):
+    try:
+        conn.lookupByUUIDString(domain_uuid)
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
+def cmd_pool_recover(args):
+    report = open_pool().recover()
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_bench_activation(args):
+    settings = engine_settings.EngineSettings.from_conf(CONF)
+    say = _progress(sys.stderr.isatty())
+    with activation_bench.activation_bench(
+            open_libvirt(), settings, args.guest,
+            CONF.substrate_bench.work_path, memory_mb=args.memory_mb,
+            vcpus=args.vcpus, runs=args.runs, clones=args.clones,
+            progress=say,
+            guest_cache_dir=CONF.substrate_bench.guest_cache_dir) as bench:
+        result = bench.run()
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        _print_activation(result)
+    return 0
+
+
+def _print_activation(r):
+    rows = [
+        ('guest', r['guest'], ''),
+        ('flavor', '%d MiB, %d vCPUs' % (r['flavor_ram_mb'], r['vcpus']), ''),
+        ('boot to guest-ready', '%.3f s' % r['boot_s'],
+         'median of %d' % r['runs']),
+        ('activation to running', '%.3f s' % r['running_s'],
+         '%.2fx the libvirt floor' % r['running_over_floor']),
+        ('activation to guest-ready', '%.3f s' % r['activate_s'],
+         'median of %d' % r['runs']),
+        ('libvirt floor (start paused)', '%.3f s' % r['libvirt_floor_s'], ''),
+        ('boot / activation', '%.1fx' % r['ratio'], ''),
+        ('%d clones at once' % r['clones'], '%.3f s' % r['concurrent_s'],
+         '%.2fx one activation' % r['concurrent_over_single']),
+        ('docked substrate', '%.1f MiB' % (r['substrate_bytes'] / 2 ** 20),
+         '%.1f%% of flavor RAM' % (100 * r['substrate_fraction_of_ram'])),
+        ('substrate build', '%.1f s' % r['build_s'], 'once per key'),
+    ]
+    w0 = max(len(a) for a, _, _ in rows)
+    w1 = max(len(b) for _, b, _ in rows)
+    for a, b, c in rows:
+        print('%s  %s  %s' % (a.ljust(w0), b.rjust(w1), c))
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='nova-substrate',
+        description='Substrates: docked guests that instances are '
+                    'activated from instead of booted.')
+    parser.add_argument('--config-file', action='append', default=[],
+                        help='oslo.config file (repeatable)')
+    parser.add_argument('--debug', action='store_true')
+    top = parser.add_subparsers(dest='group', required=True)
+
+    pool = top.add_parser('pool', help='the substrate pool of this host')
+    pool_cmds = pool.add_subparsers(dest='command', required=True)
+    p = pool_cmds.add_parser('list', help='list docked substrates')
+    p.add_argument('--json', action='store_true')
+    p.set_defaults(func=cmd_pool_list)
+    p = pool_cmds.add_parser('build', help='build and dock a substrate')
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument('--guest', choices=('tiny', 'debian'),
+                     help='one of the project\'s test guests')
+    src.add_argument('--domain-xml', help='file with the instance domain XML')
+    p.add_argument('--key', help='substrate key (hex); derived for --guest')
+    p.add_argument('--memory-mb', type=int, default=512)
+    p.add_argument('--vcpus', type=int, default=2)
+    p.add_argument('--count', type=int, help='ready substrates to make')
+    p.set_defaults(func=cmd_pool_build)
+    p = pool_cmds.add_parser('fill', help='copy a template into more '
+                                          'ready substrates')
+    p.add_argument('key')
+    p.add_argument('--count', type=int)
+    p.set_defaults(func=cmd_pool_fill)
+    p = pool_cmds.add_parser('evict', help='remove substrates')
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument('--key')
+    what.add_argument('--bytes', type=int)
+    what.add_argument('--all', action='store_true')
+    p.set_defaults(func=cmd_pool_evict)
+    p = pool_cmds.add_parser('recover', help='check the pool: adopt what is '
+                                             'valid, delete the rest')
+    p.set_defaults(func=cmd_pool_recover)
+
+    bench = top.add_parser('bench', help='benchmarks (print JSON)')
+    bench_cmds = bench.add_subparsers(dest='command', required=True)
+    p = bench_cmds.add_parser('activation',
+                              help='boot versus activation of one guest')
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--guest', choices=('tiny', 'debian'), default='tiny')
+    p.add_argument('--runs', type=int, default=5)
+    p.add_argument('--clones', type=int, default=8)
+    p.add_argument('--memory-mb', type=int, default=512)
+    p.add_argument('--vcpus', type=int, default=2)
+    p.set_defaults(func=cmd_bench_activation)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    cli = []
+    for f in args.config_file:
+        cli += ['--config-file', f]
+    logging.register_options(CONF)
+    CONF(cli, project='nova-substrate', default_config_files=[])
+    CONF.set_override('debug', args.debug)
+    logging.setup(CONF, 'nova-substrate')
+    try:
+        substrate_conf.validate(CONF)
+        return args.func(args)
+    except substrate_conf.InvalidOption as e:
+        sys.stderr.write('nova-substrate: %s\n' % e)
+        return 2
+    except exception.SubstrateError as e:
+        sys.stderr.write('nova-substrate: %s\n' % e)
+        return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

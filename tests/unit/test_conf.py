@@ -1,0 +1,69 @@
+"""Options: declared once, listed for the sample, refused when unusable."""
+
+import fixtures
+from oslo_config import cfg
+from oslo_config import fixture as config_fixture
+import testtools
+
+from nova_substrate import conf as substrate_conf
+
+
+class ConfTest(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conf = cfg.ConfigOpts()
+        substrate_conf.register_opts(self.conf)
+        self.fixture = self.useFixture(config_fixture.Config(self.conf))
+        self.conf([], default_config_files=[])
+
+    def test_defaults_are_valid(self):
+        substrate_conf.validate(self.conf)
+
+    def test_list_opts_covers_every_option(self):
+        listed = {(g.name, o.name) for g, opts in substrate_conf.list_opts()
+                  for o in opts}
+        self.assertIn(('substrate', 'pool_path'), listed)
+        self.assertIn(('substrate', 'memory_budget_mb'), listed)
+        self.assertIn(('substrate_bench', 'guest_cache_dir'), listed)
+        self.assertEqual(len(substrate_conf.substrate_opts) +
+                         len(substrate_conf.bench_opts), len(listed))
+
+    def assertInvalid(self, option, **overrides):
+        for name, value in overrides.items():
+            self.fixture.config(**{name: value, 'group': 'substrate'})
+        e = self.assertRaises(substrate_conf.InvalidOption,
+                              substrate_conf.validate, self.conf)
+        self.assertEqual('[substrate] %s' % option, e.option)
+        self.assertIn('[substrate] %s' % option, str(e))
+
+    def test_relative_pool_path(self):
+        self.assertInvalid('pool_path', pool_path='pool')
+
+    def test_relative_hook_path(self):
+        self.assertInvalid('hook_path', hook_path='hook')
+
+    def test_layers_in_the_pool(self):
+        self.assertInvalid('layer_path', pool_path='/dev/shm/x',
+                           layer_path='/dev/shm/x')
+
+    def test_budget_below_one_substrate(self):
+        self.assertInvalid('memory_budget_mb', memory_budget_mb=64,
+                           build_memory_mb=128)
+
+    def test_type_and_range_errors_name_the_option(self):
+        self.assertRaises(ValueError, self.fixture.config,
+                          memory_budget_mb=-1, group='substrate')
+        self.assertRaises(ValueError, self.fixture.config,
+                          spare_pcie_ports=40, group='substrate')
+
+    def test_bad_value_in_a_file_names_the_option(self):
+        path = self.useFixture(fixtures.TempDir()).path
+        with open(path + '/bad.conf', 'w') as f:
+            f.write('[substrate]\nbuild_memory_mb = lots\n')
+        conf = cfg.ConfigOpts()
+        substrate_conf.register_opts(conf)
+        conf(['--config-file', path + '/bad.conf'], default_config_files=[])
+        e = self.assertRaises(cfg.ConfigFileValueError,
+                              getattr, conf.substrate, 'build_memory_mb')
+        self.assertIn('build_memory_mb', str(e))

@@ -1,0 +1,135 @@
+"""Integration tests run against the host's real libvirtd and QEMU (TCG).
+
+They need root and a running libvirtd (tools/run-tests.sh starts one).
+Each test class builds what it needs in a pool and a work directory of
+its own, and checks at the end that it left no domain behind.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+import libvirt
+import testtools
+
+from nova_substrate import conf as substrate_conf
+from nova_substrate.engine import activate
+from nova_substrate.engine import build
+from nova_substrate.engine import domainxml
+from nova_substrate.engine import guest as guest_agent
+from nova_substrate.engine import keys
+from nova_substrate.engine import pool as pool_mod
+from nova_substrate.engine import qemuimg
+from nova_substrate.engine import settings as engine_settings
+from nova_substrate import guests
+from nova_substrate.guests import domain as guest_domain
+
+URI = os.environ.get('NOVA_SUBSTRATE_LIBVIRT_URI', 'qemu:///system')
+GUEST_CACHE = substrate_conf.CONF.substrate_bench.guest_cache_dir
+# Work files live where QEMU (user libvirt-qemu) can reach them, on a
+# filesystem with O_DIRECT (disk cache mode none), so not on tmpfs.
+WORK_ROOT = os.environ.get('NOVA_SUBSTRATE_TEST_WORK',
+                           '/var/tmp/nova-substrate-tests')
+SETTINGS = engine_settings.EngineSettings(build_timeout=240.0,
+                                          activate_timeout=20.0)
+
+
+def connect():
+    try:
+        return libvirt.open(URI)
+    except libvirt.libvirtError as e:
+        raise RuntimeError('integration tests need a running libvirtd at '
+                           '%s (tools/run-tests.sh starts one): %s'
+                           % (URI, e))
+
+
+def random_mac():
+    b = os.urandom(3)
+    return '52:54:00:%02x:%02x:%02x' % tuple(b)
+
+
+class SubstrateTestCase(testtools.TestCase):
+    """A class-wide pool holding one substrate of the tiny test guest."""
+
+    GUEST = 'tiny'
+    MEMORY_MB = 512
+    VCPUS = 2
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.conn = connect()
+        os.makedirs(WORK_ROOT, 0o755, exist_ok=True)
+        cls.work = tempfile.mkdtemp(prefix='it-', dir=WORK_ROOT)
+        os.chmod(cls.work, 0o755)
+        cls.pool = pool_mod.SubstratePool(
+            tempfile.mkdtemp(prefix='nova-substrate-it-', dir='/dev/shm'),
+            os.path.join(cls.work, 'layers'), 0)
+        cls.guest = guests.get_guest(cls.GUEST, cache_dir=GUEST_CACHE)
+        cls.template = cls.build_template()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.pool.path, ignore_errors=True)
+        shutil.rmtree(cls.work, ignore_errors=True)
+        cls.conn.close()
+        super().tearDownClass()
+
+    @classmethod
+    def build_template(cls, key=None, settings=SETTINGS):
+        key = key or keys.substrate_key(cls.guest.name, cls.guest.digest,
+                                        cls.MEMORY_MB, cls.VCPUS,
+                                        {'test': uuid.uuid4().hex})
+        name = 'it-build-%s' % uuid.uuid4().hex[:8]
+        disk = os.path.join(cls.work, name + '.qcow2')
+        qemuimg.create_overlay(disk, cls.guest.disk, 'qcow2')
+        xml = guest_domain.instance_xml(
+            cls.guest, name, str(uuid.uuid4()), cls.MEMORY_MB, cls.VCPUS,
+            disk, os.path.join(cls.work, name + '.log'))
+        spec = build.BuildSpec(key=key, domain_xml=xml,
+                               memory_mb=cls.MEMORY_MB, vcpus=cls.VCPUS,
+                               console_log=os.path.join(cls.work,
+                                                        name + '.log'))
+        template = build.build_substrate(cls.conn, cls.pool, spec, settings)
+        os.unlink(disk)
+        return template
+
+    def clone_spec(self, hostname, nics=1, **kw):
+        name = 'it-clone-%s' % uuid.uuid4().hex[:8]
+        fields = dict(
+            name=name, uuid=str(uuid.uuid4()),
+            overlay_path=os.path.join(self.work, name + '.qcow2'),
+            vcpus=self.VCPUS, memory_mb=self.MEMORY_MB, hostname=hostname,
+            console_log=os.path.join(self.work, name + '.log'),
+            nics=[domainxml.interface_xml(random_mac())
+                  for _ in range(nics)],
+            metadata={'test': self.id()})
+        fields.update(kw)
+        return activate.CloneSpec(**fields)
+
+    def activate(self, spec, settings=SETTINGS, key=None):
+        clone = activate.activate_clone(self.conn, self.pool,
+                                        key or self.template.key, spec,
+                                        settings)
+        self.addCleanup(activate.destroy_clone, self.pool, clone)
+        return clone
+
+    def guest_run(self, dom, script):
+        """Run a shell script in the guest; its stdout."""
+        result = guest_agent.GuestAgent(dom).run(
+            '/bin/sh', ['-c', script], deadline=time.monotonic() + 30)
+        self.assertEqual(0, result.exitcode, result.stderr)
+        return result.stdout.strip()
+
+    def assertNoTrace(self, spec):
+        """Nothing of a failed activation is left: domain, files, marker."""
+        self.assertRaises(libvirt.libvirtError,
+                          self.conn.lookupByUUIDString, spec.uuid)
+        self.assertFalse(os.path.exists(spec.overlay_path))
+        self.assertEqual([], os.listdir(os.path.join(self.pool.path,
+                                                     'claimed')))
+        for t in self.pool.templates():
+            self.assertNotIn(spec.uuid,
+                             self.pool.layer_users(t.meta['layer_id']))

@@ -8,7 +8,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 VENV=$ROOT/.venv
 CONCURRENCY=${STESTR_CONCURRENCY:-2}
 
@@ -35,8 +35,11 @@ set -e
 echo
 
 if [[ $(next_run) != "$before" ]]; then
-    counts=$("$VENV/bin/stestr" last --subunit |
-             "$VENV/bin/python" "$ROOT/tools/subunit_counts.py")
+    if ! counts=$("$VENV/bin/stestr" last --subunit |
+                  "$VENV/bin/python" "$ROOT/tools/subunit_counts.py"); then
+        echo "run-tests: could not count the results of the stored run"
+        exit $((status != 0 ? status : 1))
+    fi
 else
     # Nothing ran. Each test module that failed to import is one failure;
     # with none, no test was found at all.

@@ -12,7 +12,7 @@
 
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 VENV=$ROOT/.venv
 STAMP=$VENV/.nova-substrate-install.sha256
 LIBVIRT_URI=qemu:///system
@@ -24,6 +24,8 @@ PACKAGES=(
     linux-image-cloud-amd64 busybox-static qemu-guest-agent
     debootstrap cpio e2fsprogs
     gcc libc6-dev python3-venv
+    # libvirt-python has no wheels: pip compiles it against these headers.
+    python3-dev
 )
 
 say() {
@@ -37,8 +39,9 @@ die() {
 
 check_host() {
     [[ $(id -u) -eq 0 ]] || die "must run as root (it installs packages and starts libvirtd)"
-    command -v dpkg-query >/dev/null && command -v apt-get >/dev/null ||
+    if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
         die "needs a Debian host (dpkg-query and apt-get not found)"
+    fi
 }
 
 install_packages() {
@@ -101,15 +104,29 @@ start_libvirt() {
 
 # Everything that changes what "pip install" would install.
 install_inputs_hash() {
-    (cd "$ROOT" && cat requirements.txt test-requirements.txt setup.cfg \
-        pyproject.toml 2>/dev/null || true) | sha256sum | cut -d' ' -f1
+    local file
+    for file in requirements.txt test-requirements.txt setup.cfg pyproject.toml; do
+        if [[ -f $ROOT/$file ]]; then
+            echo "$file"
+            cat "$ROOT/$file"
+        fi
+    done | sha256sum | cut -d' ' -f1
+}
+
+venv_usable() {
+    local shebang
+    "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || return 1
+    # A virtualenv copied or moved here from another path still runs, but
+    # its scripts start the interpreter at the old path.
+    shebang=$(head -n1 "$VENV/bin/pip" 2>/dev/null) || return 1
+    [[ $shebang == "#!$VENV/bin/"* || $shebang == "#!/bin/sh" ]]
 }
 
 ensure_venv() {
     local python=${PYTHON:-/usr/bin/python3}
-    if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
-        # Missing, or left half-made by an interrupted run, or made by an
-        # interpreter that is gone: start over.
+    if ! venv_usable; then
+        # Missing, left half-made by an interrupted run, made by an
+        # interpreter that is gone, or made for another path: start over.
         say "virtualenv: creating $VENV with $python"
         rm -rf "$VENV"
         "$python" -m venv "$VENV"

@@ -1,13 +1,14 @@
 """Count passed, failed and skipped tests in a subunit v2 stream.
 
 Reads the stream on stdin (``stestr last --subunit``) and prints one line,
-``N passed, N failed, N skipped``. Each test counts once, by its final
-status. Expected failures count as passed and unexpected successes as
-failed, because that is how they decide the outcome of a stestr run. A
-test that started but never finished (its worker died) counts as failed.
+``N passed, N failed, N skipped``, counting what stestr counts: every
+result of every worker, by its final status. A class fixture that fails in
+two workers is two failures, although both carry the same test id.
+Expected failures count as passed and unexpected successes as failed,
+because that is how they decide the outcome of a stestr run. A test that
+started but never finished (its worker died) counts as failed.
 """
 
-import collections
 import sys
 
 import subunit
@@ -18,10 +19,10 @@ SKIPPED = {'skip'}
 
 
 def final_statuses(stream):
-    statuses = collections.OrderedDict()
+    statuses = []
 
     def on_test(test):
-        statuses[test['id']] = test['status']
+        statuses.append(test['status'])
 
     result = testtools.StreamToDict(on_test)
     result.startTestRun()
@@ -37,7 +38,7 @@ def final_statuses(stream):
 
 def summarize(statuses):
     passed = failed = skipped = 0
-    for status in statuses.values():
+    for status in statuses:
         if status in PASSED:
             passed += 1
         elif status in SKIPPED:

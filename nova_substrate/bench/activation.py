@@ -107,15 +107,17 @@ class ActivationBench(object):
     def build(self):
         key = keys.substrate_key(self.guest.name, self.guest.digest,
                                  self.memory_mb, self.vcpus)
-        name = 'bench-template'
-        spec = build.BuildSpec(key=key, domain_xml=self._instance_xml(name),
+        # The build puts its own overlay (the future layer) on the disk
+        # the XML names: the guest's image itself.
+        xml = guest_domain.instance_xml(
+            self.guest, 'bench-template', str(uuid.uuid4()), self.memory_mb,
+            self.vcpus, self.guest.disk, self._path('template.log'))
+        spec = build.BuildSpec(key=key, domain_xml=xml,
                                memory_mb=self.memory_mb, vcpus=self.vcpus,
                                labels={'guest': self.guest.name},
                                console_log=self._path('template.log'))
-        template = build.build_substrate(self.conn, self.pool, spec,
-                                         self.settings, progress=self.say)
-        os.unlink(self._path(name + '.qcow2'))
-        return template
+        return build.build_substrate(self.conn, self.pool, spec,
+                                     self.settings, progress=self.say)
 
     def clone_spec(self, i):
         name = 'bench-clone-%s' % uuid.uuid4().hex[:8]

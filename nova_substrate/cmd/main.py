@@ -22,6 +22,7 @@ from oslo_log import log as logging
 from nova_substrate.bench import activation as activation_bench
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import build
+from nova_substrate.engine import connection
 from nova_substrate.engine import exception
 from nova_substrate.engine import keys
 from nova_substrate.engine import pool as pool_mod
@@ -50,11 +51,7 @@ def open_pool():
 
 
 def open_libvirt():
-    conn = libvirt.open(CONF.substrate.connection_uri)
-    if conn is None:
-        raise exception.SubstrateError('cannot connect to %s'
-                                       % CONF.substrate.connection_uri)
-    return conn
+    return connection.open_connection(CONF.substrate.connection_uri)
 
 
 def _print_table(rows, columns):

@@ -110,7 +110,7 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
             digest.start()
         pool.add_layer_user(layer_id, spec.uuid)
         qemuimg.create_overlay(spec.overlay_path, template.layer_path,
-                               'qcow2')
+                               'qcow2', size=template.meta.get('disk_bytes'))
         overlay_made = True
         saveimage.rewrite_header(claim.path, domainxml.reidentify(
             header.domain_xml, spec.name, spec.uuid, spec.overlay_path,

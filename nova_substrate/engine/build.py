@@ -27,7 +27,11 @@ LOG = logging.getLogger(__name__)
 
 # How long the balloon gets to reach its target before the save goes
 # ahead anyway; a slow balloon only makes the memory state larger.
-_BALLOON_SETTLE_S = 5.0
+_BALLOON_SETTLE_S = 10.0
+# What the guest keeps free while docked: room for the hook to run after
+# restore, before the balloon deflates.
+_SQUEEZE_MARGIN_KB = 8 * 1024
+_SQUEEZE_FLOOR_KB = 32 * 1024
 
 
 @dataclasses.dataclass
@@ -75,8 +79,8 @@ def build_substrate(conn, pool, spec, settings, progress=None):
         _wait_booted(agent, settings.hook_path, deadline)
         booted = time.monotonic()
         say('booted in %.1f s; generalizing' % (booted - started))
-        _wait_balloon(dom, settings.build_memory_mb)
         agent.hook(settings.hook_path, 'generalize', deadline=deadline)
+        _squeeze(dom, agent, deadline)
         say('saving memory state')
         dom.saveFlags(save_tmp, None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
         dom = None      # a saved transient domain is gone
@@ -89,6 +93,7 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             'layer_id': layer_id,
             'base': base,
             'base_format': base_info['format'],
+            'disk_bytes': base_info['virtual-size'],
             'stream_sha256': digest,
             'stream_bytes': stream_bytes,
             'memory_mb': spec.memory_mb,
@@ -121,14 +126,42 @@ def _wait_booted(agent, hook_path, deadline):
         time.sleep(0.1)
 
 
-def _wait_balloon(dom, target_mb):
-    end = time.monotonic() + _BALLOON_SETTLE_S
+def _meminfo(agent, deadline):
+    out = agent.run('/bin/cat', ['/proc/meminfo'], deadline=deadline).stdout
+    info = {}
+    for line in out.splitlines():
+        name, _, value = line.partition(':')
+        if value.strip().endswith('kB'):
+            info[name] = int(value.split()[0])
+    return info
+
+
+def _squeeze(dom, agent, deadline):
+    """Inflate the balloon over the guest's free memory before the save.
+
+    Free pages still hold whatever the boot left in them (the unpacked
+    initrd, the decompressed kernel); ballooned pages are discarded by
+    QEMU and cost nothing in the memory state. The guest's balloon driver
+    never takes memory the guest is using, so this cannot starve it; the
+    activation deflates the balloon again.
+    """
+    free_kb = _meminfo(agent, deadline).get('MemFree', 0)
+    actual_kb = dom.info()[2]
+    target_kb = max(actual_kb - free_kb + _SQUEEZE_MARGIN_KB,
+                    _SQUEEZE_FLOOR_KB)
+    if target_kb >= actual_kb:
+        return
+    dom.setMemoryFlags(target_kb, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    end = min(deadline, time.monotonic() + _BALLOON_SETTLE_S)
+    last = None
     while time.monotonic() < end:
-        if dom.info()[2] <= target_mb * 1024:
+        now = dom.info()[2]
+        if now <= target_kb or now == last:
             return
-        time.sleep(0.05)
-    LOG.warning('Balloon of %s did not reach %d MiB; saving anyway',
-                dom.name(), target_mb)
+        last = now
+        time.sleep(0.2)
+    LOG.warning('Balloon of %s did not reach %d KiB; saving anyway',
+                dom.name(), target_kb)
 
 
 def _cleanup_build(dom, save_tmp, layer_dir):

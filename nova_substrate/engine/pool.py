@@ -10,7 +10,7 @@ Layout under the pool directory (tmpfs, 0700, root):
     tmp/                            copies being written
     .lock                           serializes changes other than claims
 
-and under the layer directory (persistent, 0700, root):
+and under the layer directory (persistent, 0711, root):
 
     <layer_id>/layer.qcow2          the disk as the template's guest left it
     <layer_id>/users/<domain uuid>  one marker per clone whose overlay sits
@@ -117,9 +117,12 @@ class SubstratePool(object):
         self.path = os.path.abspath(path)
         self.layer_root = os.path.abspath(layer_path)
         self.budget_bytes = budget_bytes
-        for d in (self.path, self.layer_root):
-            os.makedirs(d, mode=0o700, exist_ok=True)
-            os.chmod(d, 0o700)
+        # QEMU, as user libvirt-qemu, opens the layers (libvirt relabels
+        # each file it uses), so their directories are traversable but not
+        # listable; memory states are read by libvirtd as root only.
+        for d, mode in ((self.path, 0o700), (self.layer_root, 0o711)):
+            os.makedirs(d, mode=mode, exist_ok=True)
+            os.chmod(d, mode)
         for sub in ('templates', 'ready', 'claimed', 'tmp'):
             os.makedirs(os.path.join(self.path, sub), mode=0o700,
                         exist_ok=True)
@@ -157,9 +160,6 @@ class SubstratePool(object):
         layer_id = uuid.uuid4().hex
         os.makedirs(os.path.join(self.layer_dir(layer_id), 'users'),
                     mode=0o700)
-        # QEMU opens the layer as user libvirt-qemu (libvirt relabels the
-        # file itself, not its directory), so the directory is
-        # traversable but not listable.
         os.chmod(self.layer_dir(layer_id), 0o711)
         return layer_id
 

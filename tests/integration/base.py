@@ -17,11 +17,11 @@ import testtools
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import activate
 from nova_substrate.engine import build
+from nova_substrate.engine import connection
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import keys
 from nova_substrate.engine import pool as pool_mod
-from nova_substrate.engine import qemuimg
 from nova_substrate.engine import settings as engine_settings
 from nova_substrate import guests
 from nova_substrate.guests import domain as guest_domain
@@ -37,12 +37,7 @@ SETTINGS = engine_settings.EngineSettings(build_timeout=240.0,
 
 
 def connect():
-    try:
-        return libvirt.open(URI)
-    except libvirt.libvirtError as e:
-        raise RuntimeError('integration tests need a running libvirtd at '
-                           '%s (tools/run-tests.sh starts one): %s'
-                           % (URI, e))
+    return connection.open_connection(URI)
 
 
 def random_mac():
@@ -83,18 +78,14 @@ class SubstrateTestCase(testtools.TestCase):
                                         cls.MEMORY_MB, cls.VCPUS,
                                         {'test': uuid.uuid4().hex})
         name = 'it-build-%s' % uuid.uuid4().hex[:8]
-        disk = os.path.join(cls.work, name + '.qcow2')
-        qemuimg.create_overlay(disk, cls.guest.disk, 'qcow2')
         xml = guest_domain.instance_xml(
             cls.guest, name, str(uuid.uuid4()), cls.MEMORY_MB, cls.VCPUS,
-            disk, os.path.join(cls.work, name + '.log'))
+            cls.guest.disk, os.path.join(cls.work, name + '.log'))
         spec = build.BuildSpec(key=key, domain_xml=xml,
                                memory_mb=cls.MEMORY_MB, vcpus=cls.VCPUS,
                                console_log=os.path.join(cls.work,
                                                         name + '.log'))
-        template = build.build_substrate(cls.conn, cls.pool, spec, settings)
-        os.unlink(disk)
-        return template
+        return build.build_substrate(cls.conn, cls.pool, spec, settings)
 
     def clone_spec(self, hostname, nics=1, **kw):
         name = 'it-clone-%s' % uuid.uuid4().hex[:8]

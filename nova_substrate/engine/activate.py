@@ -172,6 +172,7 @@ def _grow(dom, spec, meta):
 
 def _hand_over_identity(dom, spec, macs, settings, deadline):
     agent = guest_agent.GuestAgent(dom)
+    agent.wait_ready(deadline)
     fields = {
         'time_ns': time.time_ns(),
         'seed': os.urandom(SEED_BYTES).hex(),

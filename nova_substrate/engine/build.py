@@ -28,9 +28,13 @@ LOG = logging.getLogger(__name__)
 # How long the balloon gets to reach its target before the save goes
 # ahead anyway; a slow balloon only makes the memory state larger.
 _BALLOON_SETTLE_S = 10.0
-# What the guest keeps free while docked: room for the hook to run after
-# restore, before the balloon deflates.
-_SQUEEZE_MARGIN_KB = 8 * 1024
+# A balloon that has not moved for this long has gone as far as it will:
+# the guest's driver gives up on pages it cannot get.
+_BALLOON_STILL_S = 1.5
+# Free memory the guest keeps while the balloon squeezes out the rest.
+_SQUEEZE_MARGIN_KB = 4 * 1024
+# Zeroed memory handed back to the guest after the squeeze.
+_HEADROOM_KB = 32 * 1024
 _SQUEEZE_FLOOR_KB = 32 * 1024
 
 
@@ -71,6 +75,7 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             build_memory_mb=settings.build_memory_mb,
             spare_ports=settings.spare_pcie_ports, disk_path=layer,
             console_log=spec.console_log)
+        xml = _with_free_root_ports(conn, xml, settings.spare_pcie_ports)
         say('booting %s (%d MiB max, %d MiB current)' % (
             name, spec.memory_mb, settings.build_memory_mb))
         dom = conn.createXML(xml, 0)
@@ -80,7 +85,7 @@ def build_substrate(conn, pool, spec, settings, progress=None):
         booted = time.monotonic()
         say('booted in %.1f s; generalizing' % (booted - started))
         agent.hook(settings.hook_path, 'generalize', deadline=deadline)
-        _squeeze(dom, agent, deadline)
+        _squeeze(dom, agent, settings.build_memory_mb, deadline)
         say('saving memory state')
         dom.saveFlags(save_tmp, None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
         dom = None      # a saved transient domain is gone
@@ -116,6 +121,29 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     return template
 
 
+def _with_free_root_ports(conn, xml, wanted):
+    """xml with libvirt's device addresses and wanted free root ports.
+
+    Root ports cannot be hot-plugged, so the ports clones plug NICs into
+    must exist when the substrate boots. libvirt fills free ports with
+    the domain's own devices when it assigns addresses, so ask it (define,
+    read back, undefine) and add ports until enough stay free.
+    """
+    for _attempt in range(3):
+        dom = conn.defineXML(xml)
+        try:
+            xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE |
+                              libvirt.VIR_DOMAIN_XML_SECURE)
+        finally:
+            dom.undefine()
+        missing = wanted - domainxml.free_root_ports(xml)
+        if missing <= 0:
+            return xml
+        xml = domainxml.add_root_ports(xml, missing)
+    raise exception.BuildError('libvirt keeps using the spare PCIe root '
+                               'ports for devices')
+
+
 def _wait_booted(agent, hook_path, deadline):
     while True:
         status = agent.hook(hook_path, 'status', deadline=deadline)
@@ -136,7 +164,7 @@ def _meminfo(agent, deadline):
     return info
 
 
-def _squeeze(dom, agent, deadline):
+def _squeeze(dom, agent, build_memory_mb, deadline):
     """Inflate the balloon over the guest's free memory before the save.
 
     Free pages still hold whatever the boot left in them (the unpacked
@@ -145,23 +173,40 @@ def _squeeze(dom, agent, deadline):
     never takes memory the guest is using, so this cannot starve it; the
     activation deflates the balloon again.
     """
+    _settle_balloon(dom, build_memory_mb * 1024, deadline)
     free_kb = _meminfo(agent, deadline).get('MemFree', 0)
     actual_kb = dom.info()[2]
     target_kb = max(actual_kb - free_kb + _SQUEEZE_MARGIN_KB,
                     _SQUEEZE_FLOOR_KB)
-    if target_kb >= actual_kb:
-        return
-    dom.setMemoryFlags(target_kb, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    if target_kb < actual_kb:
+        dom.setMemoryFlags(target_kb, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        _settle_balloon(dom, target_kb, deadline)
+        # Give the guest headroom back: the pages the balloon returns
+        # were discarded, so they are free in the guest and zero in the
+        # memory state. A clone starts with room for what its activation
+        # allocates (NIC rings, processes started by hot-plug events)
+        # before its balloon deflates.
+        dom.setMemoryFlags(
+            min(target_kb + _HEADROOM_KB, build_memory_mb * 1024),
+            libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def _settle_balloon(dom, target_kb, deadline):
+    """Wait until the balloon reaches target_kb or stops moving."""
     end = min(deadline, time.monotonic() + _BALLOON_SETTLE_S)
-    last = None
+    last, still_since = None, time.monotonic()
     while time.monotonic() < end:
         now = dom.info()[2]
-        if now <= target_kb or now == last:
+        if now <= target_kb:
             return
-        last = now
-        time.sleep(0.2)
-    LOG.warning('Balloon of %s did not reach %d KiB; saving anyway',
-                dom.name(), target_kb)
+        if now != last:
+            last, still_since = now, time.monotonic()
+        elif time.monotonic() - still_since > _BALLOON_STILL_S:
+            break
+        time.sleep(0.1)
+    LOG.warning('Balloon of %s stopped at %d KiB, above its target of %d '
+                'KiB; the memory state will be larger', dom.name(), last,
+                target_kb)
 
 
 def _cleanup_build(dom, save_tmp, layer_dir):

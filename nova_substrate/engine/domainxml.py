@@ -87,18 +87,32 @@ def _is_q35(root):
     return machine is not None and 'q35' in (machine.get('machine') or '')
 
 
-def _add_spare_root_ports(devices, count):
+def _add_root_ports(devices, count):
     pci = [c for c in devices.findall('controller') if c.get('type') == 'pci']
     if not any(c.get('model') == 'pcie-root' for c in pci):
         ET.SubElement(devices, 'controller', type='pci', index='0',
                       model='pcie-root')
     indexes = [int(c.get('index')) for c in pci if c.get('index')]
     nxt = max(indexes + [0]) + 1
-    # libvirt places each device behind a root port of its own when it
-    # assigns addresses; these come on top, for hot-plugged NICs.
     for i in range(count):
         ET.SubElement(devices, 'controller', type='pci', index=str(nxt + i),
                       model='pcie-root-port')
+
+
+def free_root_ports(xml):
+    """Root ports of xml (with libvirt's addresses) that no device uses."""
+    root = parse(xml)
+    ports = {int(c.get('index')) for c in root.findall('./devices/controller')
+             if c.get('model') == 'pcie-root-port' and c.get('index')}
+    used = {int(a.get('bus'), 16) for a in root.iter('address')
+            if a.get('type') == 'pci' and a.get('bus')}
+    return len(ports - used)
+
+
+def add_root_ports(xml, count):
+    root = parse(xml)
+    _add_root_ports(_child(root, 'devices'), count)
+    return tostring(root)
 
 
 def _ensure_agent_channel(devices):
@@ -131,6 +145,11 @@ def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
     root = parse(xml)
     if root.get('type') not in ('qemu', 'kvm'):
         raise exception.BuildError('substrates need a QEMU domain')
+    features = root.find('features')
+    if features is None or features.find('acpi') is None:
+        raise exception.BuildError(
+            'substrates need ACPI (<features><acpi/>): without it a guest '
+            'drops its PCI devices when a NIC is hot-plugged')
     if not _is_q35(root):
         raise exception.BuildError(
             'substrates need machine type q35: NIC hot-plug into a clone '
@@ -148,7 +167,9 @@ def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
     devices = _child(root, 'devices')
     for nic in devices.findall('interface'):
         devices.remove(nic)
-    _add_spare_root_ports(devices, spare_ports)
+    # libvirt puts devices behind free root ports when it assigns
+    # addresses; the build tops these up until enough stay free.
+    _add_root_ports(devices, spare_ports)
     _ensure_agent_channel(devices)
     _ensure_balloon(devices)
     _set_disk_source(root, disk_path)

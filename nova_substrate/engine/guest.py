@@ -62,8 +62,13 @@ class GuestAgent(object):
         return json.loads(out).get('return')
 
     def wait_ready(self, deadline):
-        """Wait until the agent answers a ping, or raise at deadline."""
-        delay = 0.01
+        """Wait until the agent answers a ping, or raise at deadline.
+
+        After a restore libvirt connects to the agent only when QEMU
+        reports the guest's end of the channel open, shortly after the
+        guest resumes: poll briskly, an unconnected agent fails at once.
+        """
+        delay = 0.005
         last = None
         while True:
             try:
@@ -75,7 +80,7 @@ class GuestAgent(object):
                 raise exception.GuestAgentTimeout(
                     'guest agent did not answer: %s' % last)
             time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+            delay = min(delay * 2, 0.05)
 
     def run(self, path, args=(), stdin=None, deadline=None):
         """Run path in the guest and wait for it, until deadline.

@@ -30,6 +30,7 @@ def instance_xml(guest, name, uuid, memory_mb, vcpus, disk, console_log,
     <initrd>{saxutils.escape(guest.initrd)}</initrd>
     <cmdline>{saxutils.escape(guest.cmdline)}</cmdline>
   </os>
+  <features><acpi/><apic/></features>
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>

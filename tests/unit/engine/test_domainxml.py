@@ -12,6 +12,7 @@ INSTANCE_XML = """<domain type='qemu'>
   <name>instance-1</name><uuid>11111111-1111-1111-1111-111111111111</uuid>
   <memory unit='MiB'>512</memory><vcpu>2</vcpu>
   <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features><acpi/><apic/></features>
   <devices>
     <disk type='file' device='cdrom'><source file='/cd.iso'/></disk>
     <disk type='file' device='disk'>
@@ -63,6 +64,25 @@ class MiniaturizeTest(testtools.TestCase):
         balloon = devices.find('memballoon')
         self.assertEqual('virtio', balloon.get('model'))
         self.assertEqual('on', balloon.get('freePageReporting'))
+
+    def test_refuses_domain_without_acpi(self):
+        xml = INSTANCE_XML.replace('<acpi/>', '')
+        e = self.assertRaises(exception.BuildError, self.miniaturize, xml)
+        self.assertIn('ACPI', str(e))
+
+    def test_free_root_ports(self):
+        xml = '''<domain><devices>
+          <controller type='pci' index='0' model='pcie-root'/>
+          <controller type='pci' index='1' model='pcie-root-port'>
+            <address type='pci' bus='0x00' slot='0x01'/></controller>
+          <controller type='pci' index='2' model='pcie-root-port'>
+            <address type='pci' bus='0x00' slot='0x02'/></controller>
+          <controller type='pci' index='3' model='pcie-root-port'/>
+          <disk><address type='pci' bus='0x01' slot='0x00'/></disk>
+        </devices></domain>'''
+        self.assertEqual(2, domainxml.free_root_ports(xml))
+        more = domainxml.add_root_ports(xml, 2)
+        self.assertEqual(4, domainxml.free_root_ports(more))
 
     def test_refuses_i440fx(self):
         xml = INSTANCE_XML.replace("machine='q35'", "machine='pc'")

@@ -168,9 +168,9 @@ class ActivationBench(object):
             floors.append(self.measure_floor(template))
             self.pool.fill(template.key, 1)
             clone = self.activate_one(template, i)
+            activate.destroy_clone(self.pool, clone)
             readies.append(clone.timings['ready_s'])
             runnings.append(clone.timings['running_s'])
-            activate.destroy_clone(self.pool, clone)
             self.say('activation %d/%d: running %.3f s, ready %.3f s '
                      '(libvirt floor %.3f s)' % (i + 1, self.runs,
                                                  runnings[-1], readies[-1],
@@ -180,10 +180,14 @@ class ActivationBench(object):
         with concurrent.futures.ThreadPoolExecutor(self.clones) as ex:
             futures = [ex.submit(self.activate_one, template, i)
                        for i in range(self.clones)]
-            made = [f.result() for f in futures]
+            concurrent.futures.wait(futures)
         concurrent_s = time.monotonic() - t0
-        for clone in made:
-            activate.destroy_clone(self.pool, clone)
+        for f in futures:
+            if f.exception() is None:
+                activate.destroy_clone(self.pool, f.result())
+        for f in futures:
+            if f.exception() is not None:
+                raise f.exception()
         self.say('%d clones at once: %.3f s' % (self.clones, concurrent_s))
         result.update({
             'boot_s': _median(boots),

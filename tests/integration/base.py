@@ -55,22 +55,20 @@ class SubstrateTestCase(testtools.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        # Class cleanups run even when setUpClass fails half-way.
         cls.conn = connect()
+        cls.addClassCleanup(cls.conn.close)
         os.makedirs(WORK_ROOT, 0o755, exist_ok=True)
         cls.work = tempfile.mkdtemp(prefix='it-', dir=WORK_ROOT)
+        cls.addClassCleanup(shutil.rmtree, cls.work, ignore_errors=True)
         os.chmod(cls.work, 0o755)
+        pool_path = tempfile.mkdtemp(prefix='nova-substrate-it-',
+                                     dir='/dev/shm')
+        cls.addClassCleanup(shutil.rmtree, pool_path, ignore_errors=True)
         cls.pool = pool_mod.SubstratePool(
-            tempfile.mkdtemp(prefix='nova-substrate-it-', dir='/dev/shm'),
-            os.path.join(cls.work, 'layers'), 0)
+            pool_path, os.path.join(cls.work, 'layers'), 0)
         cls.guest = guests.get_guest(cls.GUEST, cache_dir=GUEST_CACHE)
         cls.template = cls.build_template()
-
-    @classmethod
-    def tearDownClass(cls):
-        shutil.rmtree(cls.pool.path, ignore_errors=True)
-        shutil.rmtree(cls.work, ignore_errors=True)
-        cls.conn.close()
-        super().tearDownClass()
 
     @classmethod
     def build_template(cls, key=None, settings=SETTINGS):

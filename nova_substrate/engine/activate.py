@@ -103,6 +103,7 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
     dom = None
     overlay_made = False
     try:
+        _check_fits(spec, template.meta)
         header = saveimage.check(claim.path, template.stream_bytes)
         digest = None
         if settings.verify_memory:
@@ -128,9 +129,9 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
                     'checksum (%s); the substrate was removed'
                     % (key, digest.error or 'content differs'))
         claim.discard()
-        _grow(dom, spec, template.meta)
         dom.resume()
         timings['running_s'] = time.monotonic() - t0
+        _grow(dom, spec)
         report = _hand_over_identity(dom, spec, macs, settings,
                                      t0 + settings.activate_timeout)
         timings['ready_s'] = time.monotonic() - t0
@@ -151,18 +152,21 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
                  {k: round(v, 4) for k, v in timings.items()}, report)
 
 
-def _grow(dom, spec, meta):
-    """vCPUs hot-plugged, balloon deflated, NICs attached, while paused.
-
-    The guest sees the hot-plug events when it resumes; doing it paused
-    keeps them off the time the guest runs unconfigured.
-    """
-    live = libvirt.VIR_DOMAIN_AFFECT_LIVE
+def _check_fits(spec, meta):
     if spec.vcpus > meta['vcpus'] or spec.memory_mb > meta['memory_mb']:
         raise exception.ActivationError(
             'substrate is built for at most %d vCPUs and %d MiB, clone '
             'wants %d and %d' % (meta['vcpus'], meta['memory_mb'],
                                  spec.vcpus, spec.memory_mb))
+
+
+def _grow(dom, spec):
+    """vCPUs hot-plugged, balloon deflated, NICs attached.
+
+    Done on the running guest: it handles the hot-plug events while the
+    host issues the next, and the hook waits for every device anyway.
+    """
+    live = libvirt.VIR_DOMAIN_AFFECT_LIVE
     if spec.vcpus > 1:
         dom.setVcpusFlags(spec.vcpus, live)
     dom.setMemoryFlags(spec.memory_mb * 1024, live)

@@ -82,6 +82,17 @@ substrate_opts = [
                      'clone is restored paused, and the clone is resumed '
                      'only if it matches. Headers are always verified '
                      'before libvirt sees the file.'),
+    cfg.StrOpt('ssh_host_keys',
+               default='background',
+               choices=[('background', 'the guest confirms its identity '
+                                       'first and makes its SSH host keys '
+                                       'right after'),
+                        ('sync', 'the ed25519 host key exists when the '
+                                 'activation returns')],
+               help='When a clone makes its new SSH host keys. Under '
+                    'emulation (TCG) the first ssh-keygen in a restored '
+                    'guest takes about a second; sshd only starts serving '
+                    'once the keys exist either way.'),
     cfg.StrOpt('hook_path',
                default='/usr/sbin/nova-substrate-hook',
                help='Path of the in-guest activation hook (guest/) inside '

@@ -131,8 +131,12 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
         claim.discard()
         dom.resume()
         timings['running_s'] = time.monotonic() - t0
-        _grow(dom, spec)
-        report = _hand_over_identity(dom, spec, macs, settings,
+        _grow(dom, spec, template.meta)
+        timings['grown_s'] = time.monotonic() - t0
+        agent = guest_agent.GuestAgent(dom)
+        agent.wait_ready(t0 + settings.activate_timeout)
+        timings['agent_s'] = time.monotonic() - t0
+        report = _hand_over_identity(agent, spec, macs, settings,
                                      t0 + settings.activate_timeout)
         timings['ready_s'] = time.monotonic() - t0
     except BaseException as e:
@@ -160,23 +164,24 @@ def _check_fits(spec, meta):
                                  spec.vcpus, spec.memory_mb))
 
 
-def _grow(dom, spec):
-    """vCPUs hot-plugged, balloon deflated, NICs attached.
+def _grow(dom, spec, meta):
+    """vCPUs hot-plugged and balloon deflated where needed, NICs attached.
 
-    Done on the running guest: it handles the hot-plug events while the
-    host issues the next, and the hook waits for every device anyway.
+    Templates are saved at their full size, so for a clone of its own
+    key's size only the NICs are new. Done on the running guest: it
+    handles the hot-plug events while the host issues the next, and the
+    hook waits for every device anyway.
     """
     live = libvirt.VIR_DOMAIN_AFFECT_LIVE
-    if spec.vcpus > 1:
+    if spec.vcpus > meta.get('current_vcpus', 1):
         dom.setVcpusFlags(spec.vcpus, live)
-    dom.setMemoryFlags(spec.memory_mb * 1024, live)
+    if spec.memory_mb > meta.get('current_memory_mb', 0):
+        dom.setMemoryFlags(spec.memory_mb * 1024, live)
     for nic in spec.nics:
         dom.attachDeviceFlags(nic, live)
 
 
-def _hand_over_identity(dom, spec, macs, settings, deadline):
-    agent = guest_agent.GuestAgent(dom)
-    agent.wait_ready(deadline)
+def _hand_over_identity(agent, spec, macs, settings, deadline):
     fields = {
         'time_ns': time.time_ns(),
         'seed': os.urandom(SEED_BYTES).hex(),
@@ -187,6 +192,7 @@ def _hand_over_identity(dom, spec, macs, settings, deadline):
         'metadata_b64': base64.b64encode(
             json.dumps(spec.metadata).encode()).decode(),
         'wait_s': max(1, int(deadline - time.monotonic())),
+        'ssh_keys': settings.ssh_host_keys,
     }
     report = agent.hook(settings.hook_path, 'activate', fields,
                         deadline=deadline, accept=(0, 3))

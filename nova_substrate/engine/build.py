@@ -33,8 +33,6 @@ _BALLOON_SETTLE_S = 10.0
 _BALLOON_STILL_S = 1.5
 # Free memory the guest keeps while the balloon squeezes out the rest.
 _SQUEEZE_MARGIN_KB = 4 * 1024
-# Zeroed memory handed back to the guest after the squeeze.
-_HEADROOM_KB = 32 * 1024
 _SQUEEZE_FLOOR_KB = 32 * 1024
 
 
@@ -85,8 +83,11 @@ def build_substrate(conn, pool, spec, settings, progress=None):
         booted = time.monotonic()
         say('booted in %.1f s; generalizing' % (booted - started))
         agent.hook(settings.hook_path, 'generalize', deadline=deadline)
-        _squeeze(dom, agent, settings.build_memory_mb, deadline)
+        _squeeze(dom, agent, settings.build_memory_mb, spec.memory_mb,
+                 deadline)
+        _add_vcpus(dom, agent, spec.vcpus, deadline)
         say('saving memory state')
+        dom_memory_kb = dom.info()[2]
         dom.saveFlags(save_tmp, None, libvirt.VIR_DOMAIN_SAVE_RUNNING)
         dom = None      # a saved transient domain is gone
         header = saveimage.read_header(save_tmp)
@@ -104,6 +105,10 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             'memory_mb': spec.memory_mb,
             'vcpus': spec.vcpus,
             'build_memory_mb': settings.build_memory_mb,
+            # The size clones are restored at; activation grows them
+            # only beyond it.
+            'current_memory_mb': dom_memory_kb // 1024,
+            'current_vcpus': spec.vcpus,
             'boot_s': round(booted - started, 3),
             'build_s': round(time.monotonic() - started, 3),
             'created': time.time(),
@@ -164,14 +169,17 @@ def _meminfo(agent, deadline):
     return info
 
 
-def _squeeze(dom, agent, build_memory_mb, deadline):
-    """Inflate the balloon over the guest's free memory before the save.
+def _squeeze(dom, agent, build_memory_mb, memory_mb, deadline):
+    """Zero the guest's free memory, then give the guest its full size.
 
     Free pages still hold whatever the boot left in them (the unpacked
-    initrd, the decompressed kernel); ballooned pages are discarded by
-    QEMU and cost nothing in the memory state. The guest's balloon driver
-    never takes memory the guest is using, so this cannot starve it; the
-    activation deflates the balloon again.
+    initrd, the decompressed kernel). The balloon is inflated over them:
+    QEMU discards ballooned pages, and the guest's driver never takes
+    memory in use, so this cannot starve the guest. Deflating it again
+    hands the guest back pages that are zero on the host: free for the
+    guest, almost nothing in the memory state. Clones then start at the
+    flavor's size, with no balloon to deflate on the activation path
+    (under TCG that takes the guest most of a second).
     """
     _settle_balloon(dom, build_memory_mb * 1024, deadline)
     free_kb = _meminfo(agent, deadline).get('MemFree', 0)
@@ -181,14 +189,32 @@ def _squeeze(dom, agent, build_memory_mb, deadline):
     if target_kb < actual_kb:
         dom.setMemoryFlags(target_kb, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         _settle_balloon(dom, target_kb, deadline)
-        # Give the guest headroom back: the pages the balloon returns
-        # were discarded, so they are free in the guest and zero in the
-        # memory state. A clone starts with room for what its activation
-        # allocates (NIC rings, processes started by hot-plug events)
-        # before its balloon deflates.
-        dom.setMemoryFlags(
-            min(target_kb + _HEADROOM_KB, build_memory_mb * 1024),
-            libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    dom.setMemoryFlags(memory_mb * 1024, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    _settle_balloon(dom, memory_mb * 1024, deadline)
+
+
+def _add_vcpus(dom, agent, vcpus, deadline):
+    """Hot-plug the remaining vCPUs and have the guest online them.
+
+    Done once here rather than in every activation: under TCG a guest
+    takes about half a second to bring a hot-plugged vCPU online.
+    """
+    if vcpus <= 1:
+        return
+    dom.setVcpusFlags(vcpus, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    while True:
+        cpus = agent.command('guest-get-vcpus')
+        offline = [{'logical-id': c['logical-id'], 'online': True}
+                   for c in cpus if not c['online']]
+        if len(cpus) >= vcpus and not offline:
+            return
+        if offline:
+            agent.command('guest-set-vcpus', {'vcpus': offline})
+        if time.monotonic() >= deadline:
+            raise exception.GuestAgentTimeout(
+                'guest brought %d of %d vCPUs online'
+                % (len(cpus) - len(offline), vcpus))
+        time.sleep(0.05)
 
 
 def _settle_balloon(dom, target_kb, deadline):
@@ -197,16 +223,17 @@ def _settle_balloon(dom, target_kb, deadline):
     last, still_since = None, time.monotonic()
     while time.monotonic() < end:
         now = dom.info()[2]
-        if now <= target_kb:
+        # The balloon works in pages and the guest keeps a little back:
+        # within a MiB is there.
+        if abs(now - target_kb) <= 1024:
             return
         if now != last:
             last, still_since = now, time.monotonic()
         elif time.monotonic() - still_since > _BALLOON_STILL_S:
             break
         time.sleep(0.1)
-    LOG.warning('Balloon of %s stopped at %d KiB, above its target of %d '
-                'KiB; the memory state will be larger', dom.name(), last,
-                target_kb)
+    LOG.warning('Balloon of %s stopped at %d KiB, short of its target of '
+                '%d KiB', dom.name(), last, target_kb)
 
 
 def _cleanup_build(dom, save_tmp, layer_dir):

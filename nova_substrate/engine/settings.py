@@ -16,6 +16,7 @@ class EngineSettings:
     activate_timeout: float = 10.0
     verify_memory: bool = True
     hook_path: str = '/usr/sbin/nova-substrate-hook'
+    ssh_host_keys: str = 'background'
     substrates_per_key: int = 2
 
     @classmethod

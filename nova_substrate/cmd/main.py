@@ -32,6 +32,7 @@ from nova_substrate.guests import domain as guest_domain
 
 CONF = substrate_conf.CONF
 LOG = logging.getLogger(__name__)
+logging.register_options(CONF)
 
 
 def _progress(enabled):
@@ -255,7 +256,6 @@ def main(argv=None):
     cli = []
     for f in args.config_file:
         cli += ['--config-file', f]
-    logging.register_options(CONF)
     CONF(cli, project='nova-substrate', default_config_files=[])
     CONF.set_override('debug', args.debug)
     logging.setup(CONF, 'nova-substrate')

@@ -1,11 +1,9 @@
 """The substrate pool: claims, budget, eviction, recovery, layers."""
 
 import concurrent.futures
-import hashlib
 import multiprocessing
 import os
 import stat
-import time
 
 import fixtures
 import testtools
@@ -35,18 +33,8 @@ class PoolTestCase(testtools.TestCase):
         self.layers = os.path.join(root, 'layers')
         self.pool = pool_mod.SubstratePool(self.path, self.layers, 0)
 
-    def dock(self, key, pool=None):
-        pool = pool or self.pool
-        layer_id = pool.new_layer()
-        with open(pool.layer_file(layer_id), 'wb') as f:
-            f.write(b'layer')
-        tmp = pool.tmp_path('.save')
-        stream = fakes.make_save_image(tmp)
-        meta = {'key': key, 'layer_id': layer_id,
-                'stream_sha256': hashlib.sha256(stream).hexdigest(),
-                'stream_bytes': len(stream), 'memory_mb': 512, 'vcpus': 2,
-                'created': time.time()}
-        return pool.add_template(key, tmp, meta)
+    def dock(self, key):
+        return fakes.dock(self.pool, key)
 
 
 class DockTest(PoolTestCase):

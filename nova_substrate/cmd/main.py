@@ -95,9 +95,9 @@ def cmd_pool_build(args):
         key = args.key
         labels = {'domain_xml': args.domain_xml}
     else:
-        guest = guests.get_guest(args.guest,
-                                 cache_dir=CONF.substrate_bench.guest_cache_dir,
-                                 progress=say)
+        guest = guests.get_guest(
+            args.guest, cache_dir=CONF.substrate_bench.guest_cache_dir,
+            progress=say)
         key = args.key or keys.substrate_key(guest.name, guest.digest,
                                              args.memory_mb, args.vcpus)
         console = os.path.join(CONF.substrate_bench.work_path,

@@ -196,8 +196,8 @@ def _hand_over_identity(agent, spec, macs, settings, deadline):
     }
     report = agent.hook(settings.hook_path, 'activate', fields,
                         deadline=deadline, accept=(0, 3))
-    missing = sorted(set(macs) - {m.lower() for m in report.get('macs_up',
-                                                                 [])})
+    macs_up = {m.lower() for m in report.get('macs_up', [])}
+    missing = sorted(set(macs) - macs_up)
     if report.get('error') or missing or \
             report.get('vcpus_online') != spec.vcpus:
         raise exception.ActivationError(

@@ -120,9 +120,9 @@ class GuestAgent(object):
                           deadline=deadline)
         if result.exitcode not in accept:
             raise exception.GuestCommandFailed(
-                'hook %s exited %d: %s %s' % (subcommand, result.exitcode,
-                                             result.stdout.strip(),
-                                             result.stderr.strip()))
+                'hook %s exited %d: %s %s' % (
+                    subcommand, result.exitcode, result.stdout.strip(),
+                    result.stderr.strip()))
         return result.json()
 
 

@@ -109,8 +109,9 @@ def _read_header(f, path):
     cookie = None
     if cookie_offset:
         if not xml_end < cookie_offset < data_len:
-            raise exception.SaveImageError('%s: cookie offset %d outside the '
-                                           'XML region' % (path, cookie_offset))
+            raise exception.SaveImageError(
+                '%s: cookie offset %d outside the XML region'
+                % (path, cookie_offset))
         cookie_end = region.find(b'\0', cookie_offset)
         if cookie_end < 0:
             raise exception.SaveImageError('%s: cookie is not terminated'

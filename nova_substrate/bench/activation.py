@@ -163,7 +163,7 @@ class ActivationBench(object):
         result['build_s'] = round(time.monotonic() - t0, 2)
         result['substrate_bytes'] = os.stat(
             template.save_path).st_blocks * 512
-        floors, readies, runnings = [], [], []
+        floors, readies, runnings, phases = [], [], [], []
         for i in range(self.runs):
             floors.append(self.measure_floor(template))
             self.pool.fill(template.key, 1)
@@ -171,6 +171,7 @@ class ActivationBench(object):
             activate.destroy_clone(self.pool, clone)
             readies.append(clone.timings['ready_s'])
             runnings.append(clone.timings['running_s'])
+            phases.append(clone.timings)
             self.say('activation %d/%d: running %.3f s, ready %.3f s '
                      '(libvirt floor %.3f s)' % (i + 1, self.runs,
                                                  runnings[-1], readies[-1],
@@ -199,6 +200,12 @@ class ActivationBench(object):
             'activate_runs_s': [round(v, 4) for v in readies],
             'running_runs_s': [round(v, 4) for v in runnings],
             'libvirt_floor_runs_s': [round(v, 4) for v in floors],
+            # Where an activation's time goes: medians of the time from
+            # activation start to the end of each phase.
+            'activate_phases_s': {
+                phase: _median([p[phase] for p in phases])
+                for phase in phases[0]},
+            'memory_verified': self.settings.verify_memory,
         })
         result['ratio'] = round(result['boot_s'] / result['activate_s'], 2)
         result['running_over_floor'] = round(

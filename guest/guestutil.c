@@ -2,14 +2,20 @@
  * nova-substrate-guestutil: the few guest operations of the activation
  * hook that a shell cannot do, or cannot do precisely enough.
  *
- *   settime NS   set CLOCK_REALTIME to NS nanoseconds since the epoch and
- *                print the clock read back right after, in nanoseconds
- *   reseed HEX   mix the bytes into the kernel entropy pool, crediting
- *                them, and make the CRNG reseed now
+ *   settime NS      set CLOCK_REALTIME to NS nanoseconds since the epoch
+ *                   and print the clock read back right after, in ns
+ *   reseed HEX      mix the bytes into the kernel entropy pool, crediting
+ *                   them, and make the CRNG reseed now
+ *   unbase64 PATH   decode base64 read from standard input into PATH,
+ *                   which is replaced atomically
  *
  * Several commands may be given in one call ("settime NS reseed HEX"):
  * they run in order, which saves a process start in the guest. The exit
  * status is 0 if all succeeded, 1 if any failed, 2 for a usage error.
+ *
+ * Under emulation (TCG) starting this static binary costs a few ms,
+ * starting date(1) or base64(1) with their shared libraries tens of ms:
+ * that is why the hook leaves these small jobs to it.
  *
  * Build: gcc -static -O2 -o nova-substrate-guestutil guestutil.c
  */
@@ -20,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,14 +39,16 @@
 #define PROG "nova-substrate-guestutil"
 #define NSEC_PER_SEC 1000000000ULL
 #define MAX_SEED_BYTES 4096
+#define READ_CHUNK 65536
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: " PROG " COMMAND ARG [COMMAND ARG ...]\n"
             "commands:\n"
-            "  settime NS   set the realtime clock (ns since the epoch)\n"
-            "  reseed HEX   add HEX bytes to the kernel RNG and reseed it\n");
+            "  settime NS     set the realtime clock (ns since the epoch)\n"
+            "  reseed HEX     add HEX bytes to the kernel RNG and reseed it\n"
+            "  unbase64 PATH  decode base64 from stdin into PATH\n");
 }
 
 static int parse_ns(const char *text, unsigned long long *value)
@@ -198,9 +207,158 @@ static int cmd_reseed(const char *arg)
     return rc == 0 ? 0 : 1;
 }
 
+static int base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/*
+ * Decode base64 in place (the output is never longer than the input);
+ * whitespace is skipped and '=' ends the data. Returns the decoded
+ * length, or -1 if the input is not base64.
+ */
+static long decode_base64(unsigned char *buf, size_t len)
+{
+    unsigned long bits = 0;
+    int nbits = 0;
+    size_t out = 0;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        int value;
+
+        if (buf[i] == '=')
+            break;
+        if (buf[i] == '\n' || buf[i] == '\r' || buf[i] == ' ' ||
+            buf[i] == '\t')
+            continue;
+        value = base64_value(buf[i]);
+        if (value < 0)
+            return -1;
+        bits = (bits << 6) | (unsigned long)value;
+        nbits += 6;
+        if (nbits >= 8) {
+            nbits -= 8;
+            buf[out++] = (unsigned char)(bits >> nbits);
+            bits &= (1UL << nbits) - 1;
+        }
+    }
+    return (long)out;
+}
+
+/* Reads all of fd; returns the buffer (caller frees) or NULL. */
+static unsigned char *read_all(int fd, size_t *len)
+{
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    size_t used = 0;
+
+    for (;;) {
+        ssize_t got;
+
+        if (size - used < READ_CHUNK) {
+            unsigned char *bigger = realloc(buf, size + READ_CHUNK);
+
+            if (bigger == NULL) {
+                free(buf);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = bigger;
+            size += READ_CHUNK;
+        }
+        got = read(fd, buf + used, size - used);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        used += (size_t)got;
+    }
+    *len = used;
+    return buf;
+}
+
+static int write_file(const char *path, const unsigned char *data,
+                      size_t len)
+{
+    char tmp[4096];
+    size_t done = 0;
+    int fd;
+
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        fprintf(stderr, PROG ": unbase64: path too long\n");
+        return -1;
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, PROG ": unbase64: open %s: %s\n", tmp,
+                strerror(errno));
+        return -1;
+    }
+    while (done < len) {
+        ssize_t written = write(fd, data + done, len - done);
+
+        if (written < 0 && errno == EINTR)
+            continue;
+        if (written < 0) {
+            fprintf(stderr, PROG ": unbase64: write %s: %s\n", tmp,
+                    strerror(errno));
+            close(fd);
+            unlink(tmp);
+            return -1;
+        }
+        done += (size_t)written;
+    }
+    if (fchmod(fd, 0644) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+        fprintf(stderr, PROG ": unbase64: %s: %s\n", path, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_unbase64(const char *path)
+{
+    unsigned char *buf;
+    size_t len;
+    long decoded;
+    int rc;
+
+    buf = read_all(STDIN_FILENO, &len);
+    if (buf == NULL) {
+        fprintf(stderr, PROG ": unbase64: read stdin: %s\n",
+                strerror(errno));
+        return 1;
+    }
+    decoded = decode_base64(buf, len);
+    if (decoded < 0) {
+        fprintf(stderr, PROG ": unbase64: input is not base64\n");
+        free(buf);
+        return 1;
+    }
+    rc = write_file(path, buf, (size_t)decoded);
+    free(buf);
+    return rc == 0 ? 0 : 1;
+}
+
 static int known_command(const char *name)
 {
-    return strcmp(name, "settime") == 0 || strcmp(name, "reseed") == 0;
+    return strcmp(name, "settime") == 0 || strcmp(name, "reseed") == 0 ||
+           strcmp(name, "unbase64") == 0;
 }
 
 /*
@@ -228,8 +386,10 @@ int main(int argc, char **argv)
 
         if (strcmp(argv[i], "settime") == 0)
             rc = cmd_settime(argv[i + 1]);
-        else
+        else if (strcmp(argv[i], "reseed") == 0)
             rc = cmd_reseed(argv[i + 1]);
+        else
+            rc = cmd_unbase64(argv[i + 1]);
         fflush(stdout);
         if (rc != 0)
             failed = 1;

@@ -64,7 +64,11 @@ class ConcurrentClonesTest(base.SubstrateTestCase):
                                                      'claimed')))
 
     def facts(self, clone):
+        # SSH host keys are made right after the activation returns.
         out = self.guest_run(clone.domain, (
+            'k=/etc/ssh/ssh_host_ed25519_key.pub; i=0; '
+            'while [ ! -s $k ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); '
+            'done; '
             'hostname; cat /etc/machine-id; '
             'cut -d" " -f2 /etc/ssh/ssh_host_ed25519_key.pub; '
             'head -c 32 /dev/urandom | od -An -tx1 | tr -d " \\n"; echo; '

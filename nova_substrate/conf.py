@@ -70,7 +70,7 @@ substrate_opts = [
                  help='Seconds a substrate build waits for its guest to '
                       'boot and its guest agent to answer.'),
     cfg.FloatOpt('activate_timeout',
-                 default=10.0,
+                 default=30.0,
                  min=0.5,
                  help='Seconds an activation waits for the guest to confirm '
                       'its new identity before it is abandoned and cleaned '

@@ -12,6 +12,7 @@
 
 import argparse
 import json
+import logging as std_logging
 import os
 import sys
 import uuid
@@ -258,7 +259,12 @@ def main(argv=None):
         cli += ['--config-file', f]
     CONF(cli, project='nova-substrate', default_config_files=[])
     CONF.set_override('debug', args.debug)
+    # Output (tables, JSON) goes to stdout; logging stays on stderr and,
+    # without --debug, says only what went wrong.
+    CONF.set_override('use_stderr', True)
     logging.setup(CONF, 'nova-substrate')
+    if not args.debug:
+        std_logging.getLogger().setLevel(std_logging.WARNING)
     try:
         substrate_conf.validate(CONF)
         return args.func(args)

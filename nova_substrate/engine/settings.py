@@ -13,7 +13,7 @@ class EngineSettings:
     build_memory_mb: int = 128
     spare_pcie_ports: int = 8
     build_timeout: float = 300.0
-    activate_timeout: float = 10.0
+    activate_timeout: float = 30.0
     verify_memory: bool = True
     hook_path: str = '/usr/sbin/nova-substrate-hook'
     ssh_host_keys: str = 'background'

@@ -36,8 +36,8 @@ BUSYBOX = ('busybox', 'busybox-static')
 
 INIT = r'''#!/bin/sh
 # /init of the nova-substrate tiny test guest. It stays PID 1: the sleep
-# loop at the end keeps the shell waiting, and so reaping the orphans the
-# activation hook leaves behind.
+# loop at the end keeps the shell in wait(), which also reaps the
+# background jobs the activation hook leaves behind.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 

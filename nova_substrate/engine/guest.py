@@ -14,9 +14,11 @@ import libvirt_qemu
 
 from nova_substrate.engine import exception
 
-# Short per-call agent timeout: a guest that is alive answers in
-# milliseconds even under TCG; the callers' deadlines bound the total.
-_CALL_TIMEOUT_S = 2
+# Per-call agent timeout when the caller has no deadline. With one, each
+# call may use what is left of it: a call that times out leaves libvirt's
+# agent connection unusable ("not available for now") until the guest
+# answers again, so a busy guest is better waited for than given up on.
+_CALL_TIMEOUT_S = 10
 # guest-exec-status is polled from fast to slow: a hook that answers in
 # 20 ms should not wait 50 ms to be noticed.
 _POLL_START_S = 0.002
@@ -72,7 +74,7 @@ class GuestAgent(object):
         last = None
         while True:
             try:
-                self.command('guest-ping', timeout=1)
+                self.command('guest-ping', timeout=_remaining(deadline))
                 return
             except exception.GuestCommandFailed as e:
                 last = e
@@ -94,10 +96,12 @@ class GuestAgent(object):
             if isinstance(stdin, str):
                 stdin = stdin.encode('utf-8')
             arguments['input-data'] = base64.b64encode(stdin).decode('ascii')
-        pid = self.command('guest-exec', arguments)['pid']
+        pid = self.command('guest-exec', arguments,
+                           timeout=_remaining(deadline))['pid']
         delay = _POLL_START_S
         while True:
-            status = self.command('guest-exec-status', {'pid': pid})
+            status = self.command('guest-exec-status', {'pid': pid},
+                                  timeout=_remaining(deadline))
             if status.get('exited'):
                 return ExecResult(
                     status.get('exitcode', -1),
@@ -124,6 +128,12 @@ class GuestAgent(object):
                     subcommand, result.exitcode, result.stdout.strip(),
                     result.stderr.strip()))
         return result.json()
+
+
+def _remaining(deadline):
+    if deadline is None:
+        return _CALL_TIMEOUT_S
+    return max(1, deadline - time.monotonic())
 
 
 def _b64(data):

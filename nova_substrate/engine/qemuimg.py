@@ -1,6 +1,7 @@
 """qemu-img, for the few disk operations the engine needs."""
 
 import json
+import os
 import subprocess
 
 from nova_substrate.engine import exception
@@ -35,3 +36,6 @@ def create_overlay(path, backing, backing_format, size=None):
     else:
         args.append(path)
     _run(args)
+    # The overlay will hold the instance's writes: root only. libvirt
+    # hands it to QEMU's user while the domain runs.
+    os.chmod(path, 0o600)

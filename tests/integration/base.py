@@ -45,12 +45,8 @@ def random_mac():
     return '52:54:00:%02x:%02x:%02x' % tuple(b)
 
 
-class SubstrateTestCase(testtools.TestCase):
-    """A class-wide pool holding one substrate of the tiny test guest."""
-
-    GUEST = 'tiny'
-    MEMORY_MB = 512
-    VCPUS = 2
+class LibvirtTestCase(testtools.TestCase):
+    """A class-wide libvirt connection and work directory."""
 
     @classmethod
     def setUpClass(cls):
@@ -62,6 +58,25 @@ class SubstrateTestCase(testtools.TestCase):
         cls.work = tempfile.mkdtemp(prefix='it-', dir=WORK_ROOT)
         cls.addClassCleanup(shutil.rmtree, cls.work, ignore_errors=True)
         os.chmod(cls.work, 0o755)
+
+    def guest_run(self, dom, script):
+        """Run a shell script in the guest; its stdout."""
+        result = guest_agent.GuestAgent(dom).run(
+            '/bin/sh', ['-c', script], deadline=time.monotonic() + 30)
+        self.assertEqual(0, result.exitcode, result.stderr)
+        return result.stdout.strip()
+
+
+class SubstrateTestCase(LibvirtTestCase):
+    """A class-wide pool holding one substrate of the tiny test guest."""
+
+    GUEST = 'tiny'
+    MEMORY_MB = 512
+    VCPUS = 2
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
         pool_path = tempfile.mkdtemp(prefix='nova-substrate-it-',
                                      dir='/dev/shm')
         cls.addClassCleanup(shutil.rmtree, pool_path, ignore_errors=True)
@@ -104,13 +119,6 @@ class SubstrateTestCase(testtools.TestCase):
                                         settings)
         self.addCleanup(activate.destroy_clone, self.pool, clone)
         return clone
-
-    def guest_run(self, dom, script):
-        """Run a shell script in the guest; its stdout."""
-        result = guest_agent.GuestAgent(dom).run(
-            '/bin/sh', ['-c', script], deadline=time.monotonic() + 30)
-        self.assertEqual(0, result.exitcode, result.stderr)
-        return result.stdout.strip()
 
     def assertNoTrace(self, spec):
         """Nothing of a failed activation is left: domain, files, marker."""

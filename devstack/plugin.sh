@@ -49,8 +49,19 @@ function _substrate_add_to_list {
     iniset $NOVA_CONF $section $option "$value"
 }
 
+# _substrate_importable <module>: whether Nova's python can import it.
+function _substrate_importable {
+    $PYTHON -c "import $1" >/dev/null 2>&1
+}
+
 function configure_nova_substrate_compute {
-    iniset $NOVA_CONF DEFAULT compute_driver "$SUBSTRATE_COMPUTE_DRIVER"
+    # A compute_driver Nova cannot import stops nova-compute at start:
+    # configure only a driver this installation provides.
+    if _substrate_importable "nova.virt.${SUBSTRATE_COMPUTE_DRIVER%.*}"; then
+        iniset $NOVA_CONF DEFAULT compute_driver "$SUBSTRATE_COMPUTE_DRIVER"
+    else
+        warn $LINENO "nova.virt.${SUBSTRATE_COMPUTE_DRIVER%.*} is not installed; keeping compute_driver $(iniget $NOVA_CONF DEFAULT compute_driver)"
+    fi
     if [[ "$LIBVIRT_TYPE" == "qemu" ]]; then
         iniset $NOVA_CONF libvirt virt_type qemu
     fi
@@ -67,10 +78,17 @@ function configure_nova_substrate_compute {
     _substrate_iniset_if_set activate_timeout "$SUBSTRATE_ACTIVATE_TIMEOUT"
     _substrate_iniset_if_set verify_memory "$SUBSTRATE_VERIFY_MEMORY"
     _substrate_iniset_if_set hook_path "$SUBSTRATE_HOOK_PATH"
+    _substrate_iniset_if_set ssh_host_keys "$SUBSTRATE_SSH_HOST_KEYS"
 }
 
 function configure_nova_substrate_scheduler {
     local filters
+
+    if ! _substrate_importable "${_SUBSTRATE_FILTER%.*}" ||
+            ! _substrate_importable "${_SUBSTRATE_WEIGHER%.*}"; then
+        warn $LINENO "the substrate scheduler filter and weigher are not installed; leaving the scheduler as it is"
+        return
+    fi
 
     # available_filters is a multi-valued option: one line per entry.
     filters=$(iniget_multiline $NOVA_CONF filter_scheduler available_filters)

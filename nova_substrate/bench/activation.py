@@ -14,6 +14,7 @@ the host's pool is left alone):
 
 import concurrent.futures
 import contextlib
+import dataclasses
 import os
 import shutil
 import statistics
@@ -145,9 +146,10 @@ class ActivationBench(object):
         finally:
             os.unlink(spec.overlay_path)
 
-    def activate_one(self, template, i):
+    def activate_one(self, template, i, settings=None):
         return activate.activate_clone(self.conn, self.pool, template.key,
-                                       self.clone_spec(i), self.settings,
+                                       self.clone_spec(i),
+                                       settings or self.settings,
                                        copy_if_empty=False)
 
     def run(self):
@@ -177,9 +179,14 @@ class ActivationBench(object):
                                                  runnings[-1], readies[-1],
                                                  floors[-1]))
         self.pool.fill(template.key, self.clones)
+        # K activations share the host's CPUs, so each gets K times the
+        # time one may take before it counts as failed.
+        shared = dataclasses.replace(
+            self.settings,
+            activate_timeout=self.settings.activate_timeout * self.clones)
         t0 = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(self.clones) as ex:
-            futures = [ex.submit(self.activate_one, template, i)
+            futures = [ex.submit(self.activate_one, template, i, shared)
                        for i in range(self.clones)]
             concurrent.futures.wait(futures)
         concurrent_s = time.monotonic() - t0

@@ -40,11 +40,6 @@ def _median(values):
     return round(statistics.median(values), 4)
 
 
-def random_mac():
-    b = os.urandom(3)
-    return '52:54:00:%02x:%02x:%02x' % (b[0], b[1], b[2])
-
-
 class ActivationBench(object):
 
     def __init__(self, conn, settings, guest_name, work_path, memory_mb=512,
@@ -86,20 +81,15 @@ class ActivationBench(object):
             disk, self._path(name + '.log'), nics)
 
     def measure_boot(self):
-        nic = domainxml.interface_xml(random_mac())
+        nic = domainxml.interface_xml(domainxml.random_mac())
         name = 'bench-boot-%s' % uuid.uuid4().hex[:8]
         xml = self._instance_xml(name, [nic])
         t0 = time.monotonic()
         dom = self.conn.createXML(xml, 0)
         try:
             deadline = t0 + self.settings.build_timeout
-            agent = guest_agent.GuestAgent(dom)
-            agent.wait_ready(deadline)
-            while not agent.hook(self.settings.hook_path, 'status',
-                                 deadline=deadline).get('ready'):
-                if time.monotonic() > deadline:
-                    raise RuntimeError('benchmark guest did not boot')
-                time.sleep(0.05)
+            guest_agent.GuestAgent(dom).wait_booted(self.settings.hook_path,
+                                                    deadline)
             return time.monotonic() - t0
         finally:
             activate.destroy_domain(dom)
@@ -127,7 +117,7 @@ class ActivationBench(object):
             overlay_path=self._path(name + '.qcow2'),
             vcpus=self.vcpus, memory_mb=self.memory_mb,
             hostname='clone-%d' % i, console_log=self._path(name + '.log'),
-            nics=[domainxml.interface_xml(random_mac())],
+            nics=[domainxml.interface_xml(domainxml.random_mac())],
             metadata={'bench': True})
 
     def measure_floor(self, template):

@@ -78,8 +78,7 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             name, spec.memory_mb, settings.build_memory_mb))
         dom = conn.createXML(xml, 0)
         agent = guest_agent.GuestAgent(dom)
-        agent.wait_ready(deadline)
-        _wait_booted(agent, settings.hook_path, deadline)
+        agent.wait_booted(settings.hook_path, deadline)
         booted = time.monotonic()
         say('booted in %.1f s; generalizing' % (booted - started))
         agent.hook(settings.hook_path, 'generalize', deadline=deadline)
@@ -147,16 +146,6 @@ def _with_free_root_ports(conn, xml, wanted):
         xml = domainxml.add_root_ports(xml, missing)
     raise exception.BuildError('libvirt keeps using the spare PCIe root '
                                'ports for devices')
-
-
-def _wait_booted(agent, hook_path, deadline):
-    while True:
-        status = agent.hook(hook_path, 'status', deadline=deadline)
-        if status.get('ready'):
-            return
-        if time.monotonic() >= deadline:
-            raise exception.GuestAgentTimeout('guest did not finish booting')
-        time.sleep(0.1)
 
 
 def _meminfo(agent, deadline):

@@ -6,6 +6,7 @@ with only what activation changes: name, uuid, disk overlay, console log.
 """
 
 import copy
+import os
 from xml.etree import ElementTree as ET
 
 from nova_substrate.engine import exception
@@ -187,6 +188,12 @@ def reidentify(xml, name, uuid, disk_path, console_log):
     if console_log:
         _set_console_log(root, console_log)
     return tostring(root)
+
+
+def random_mac():
+    """A random MAC in QEMU's locally administered 52:54:00 range."""
+    b = os.urandom(3)
+    return '52:54:00:%02x:%02x:%02x' % tuple(b)
 
 
 def interface_xml(mac, kind='ethernet', target=None, source=None,

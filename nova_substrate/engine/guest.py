@@ -84,6 +84,16 @@ class GuestAgent(object):
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
+    def wait_booted(self, hook_path, deadline):
+        """Wait until the agent answers and the hook says booted."""
+        self.wait_ready(deadline)
+        while not self.hook(hook_path, 'status',
+                            deadline=deadline).get('ready'):
+            if time.monotonic() >= deadline:
+                raise exception.GuestAgentTimeout(
+                    'guest did not finish booting')
+            time.sleep(0.05)
+
     def run(self, path, args=(), stdin=None, deadline=None):
         """Run path in the guest and wait for it, until deadline.
 

@@ -40,9 +40,7 @@ def connect():
     return connection.open_connection(URI)
 
 
-def random_mac():
-    b = os.urandom(3)
-    return '52:54:00:%02x:%02x:%02x' % tuple(b)
+random_mac = domainxml.random_mac
 
 
 class LibvirtTestCase(testtools.TestCase):

@@ -105,6 +105,12 @@ class ReidentifyTest(testtools.TestCase):
         # everything else is the template's
         self.assertEqual('131072', root.find('currentMemory').text)
 
+    def test_random_macs_are_local_and_distinct(self):
+        macs = {domainxml.random_mac() for _ in range(64)}
+        self.assertGreater(len(macs), 60)
+        for mac in macs:
+            self.assertRegex(mac, r'^52:54:00(:[0-9a-f]{2}){3}$')
+
     def test_interface_xml(self):
         nic = ET.fromstring(domainxml.interface_xml(
             '52:54:00:aa:bb:cc', kind='bridge', source='br0', target='tap1'))

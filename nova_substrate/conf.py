@@ -97,6 +97,49 @@ substrate_opts = [
                default='/usr/sbin/nova-substrate-hook',
                help='Path of the in-guest activation hook (guest/) inside '
                     'substrate guests.'),
+    cfg.MultiStrOpt('pools',
+                    default=[],
+                    sample_default='cirros-image-id:m1.substrate:2',
+                    help='Substrate pools this host keeps whatever the '
+                         'demand, one per line as IMAGE_ID:FLAVOR:COUNT '
+                         '(FLAVOR is a flavor ID or name; COUNT ready '
+                         'substrates, 1-64). The flavor needs the extra '
+                         'spec substrate:enabled=true. A pool is built '
+                         'once this host can read the image: at start for '
+                         'images it can fetch itself, else after the image '
+                         'is pre-cached here (POST /os-aggregates/{id}/'
+                         'images) or first booted here.'),
+    cfg.BoolOpt('demand_pools',
+                default=True,
+                help='Also keep pools for the substrate keys requested on '
+                     'this host: the first request for a key builds its '
+                     'substrate, later ones are activated from it.'),
+    cfg.IntOpt('demand_window',
+               default=3600,
+               min=60,
+               help='Seconds a request counts towards its key\'s demand '
+                    'pool. A demand pool holds one ready substrate per '
+                    'request in the window, at least substrates_per_key '
+                    'and at most max_substrates_per_key; a key not '
+                    'requested for a whole window is no longer refilled.'),
+    cfg.IntOpt('max_substrates_per_key',
+               default=4,
+               min=1,
+               max=64,
+               help='Upper bound of a demand pool\'s ready substrates.'),
+    cfg.IntOpt('upkeep_interval',
+               default=60,
+               min=1,
+               help='Seconds between two rounds of pool upkeep (build '
+                    'missing templates, refill, purge substrates of '
+                    'deleted or changed images). Activations also start a '
+                    'round at once, to refill.'),
+    cfg.StrOpt('activation_log',
+               default='/var/lib/nova-substrate/activations.jsonl',
+               help='File where the driver records, per instance spawned '
+                    'with a substrate flavor, whether it was activated or '
+                    'booted and how long it took ("nova-substrate '
+                    'activations" lists it). Mode 0600.'),
 ]
 
 bench_opts = [
@@ -140,11 +183,46 @@ def validate(conf):
     if os.path.realpath(sub.pool_path) == os.path.realpath(sub.layer_path):
         raise InvalidOption('substrate', 'layer_path',
                             'must differ from [substrate] pool_path')
+    if not os.path.isabs(sub.activation_log):
+        raise InvalidOption('substrate', 'activation_log',
+                            'must be an absolute path')
+    for entry in sub.pools:
+        reason = pool_entry_problem(entry)
+        if reason:
+            raise InvalidOption('substrate', 'pools',
+                                '%r: %s' % (entry, reason))
+    if sub.max_substrates_per_key < sub.substrates_per_key:
+        raise InvalidOption('substrate', 'max_substrates_per_key',
+                            'is smaller than [substrate] substrates_per_key '
+                            '(%d)' % sub.substrates_per_key)
     if sub.memory_budget_mb and sub.memory_budget_mb < sub.build_memory_mb:
         raise InvalidOption('substrate', 'memory_budget_mb',
                             'is smaller than [substrate] build_memory_mb '
                             '(%d MiB): no substrate would fit'
                             % sub.build_memory_mb)
+
+
+def parse_pool_entry(entry):
+    """(image_id, flavor, count) of a [substrate] pools line."""
+    parts = [p.strip() for p in entry.split(':')]
+    if len(parts) != 3 or not all(parts):
+        raise ValueError('expected IMAGE_ID:FLAVOR:COUNT')
+    image_id, flavor, count = parts
+    try:
+        count = int(count)
+    except ValueError:
+        raise ValueError('COUNT %r is not a number' % count)
+    if not 1 <= count <= 64:
+        raise ValueError('COUNT must be between 1 and 64')
+    return image_id, flavor, count
+
+
+def pool_entry_problem(entry):
+    try:
+        parse_pool_entry(entry)
+    except ValueError as e:
+        return str(e)
+    return None
 
 
 def list_opts():

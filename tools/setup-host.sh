@@ -15,6 +15,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 VENV=$ROOT/.venv
 STAMP=$VENV/.nova-substrate-install.sha256
+SOURCE_STAMP=$VENV/.nova-substrate-source.sha256
 LIBVIRT_URI=qemu:///system
 LIBVIRT_WAIT=${LIBVIRT_WAIT:-60}
 
@@ -113,6 +114,16 @@ install_inputs_hash() {
     done | sha256sum | cut -d' ' -f1
 }
 
+# The project's own files: a change to any of them is installed again.
+# The install is a regular one, not editable: Nova loads compute drivers
+# only from nova.virt, and only a regular install can put the project's
+# nova/virt/substrate module there.
+source_hash() {
+    (cd "$ROOT" && find nova_substrate nova guest etc setup.cfg setup.py \
+        pyproject.toml README.rst -type f ! -name '*.pyc' -print0 |
+        LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
 venv_usable() {
     local shebang
     "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || return 1
@@ -132,10 +143,12 @@ ensure_venv() {
         "$python" -m venv "$VENV"
     fi
 
-    local want have=
+    local want have= want_source have_source=
     want=$(install_inputs_hash)
+    want_source=$(source_hash)
     [[ -r $STAMP ]] && have=$(<"$STAMP")
-    if [[ $want == "$have" ]]; then
+    [[ -r $SOURCE_STAMP ]] && have_source=$(<"$SOURCE_STAMP")
+    if [[ $want == "$have" && $want_source == "$have_source" ]]; then
         say "virtualenv: up to date"
         return
     fi
@@ -147,11 +160,19 @@ ensure_venv() {
         export PBR_VERSION=${PBR_VERSION:-0.0.0}
         say "virtualenv: no usable git metadata, installing as version $PBR_VERSION"
     fi
-    say "virtualenv: installing nova-substrate and test requirements (a few minutes the first time)"
-    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q \
-        -e . -r test-requirements.txt) ||
-        die "pip install failed"
-    echo "$want" >"$STAMP"
+    if [[ $want != "$have" ]]; then
+        say "virtualenv: installing requirements (a few minutes the first time)"
+        (cd "$ROOT" && "$VENV/bin/python" -m pip install -q \
+            -r requirements.txt -r test-requirements.txt) ||
+            die "pip install of the requirements failed"
+        echo "$want" >"$STAMP"
+    fi
+    say "virtualenv: installing nova-substrate"
+    # An earlier editable install would shadow the regular one.
+    "$VENV/bin/python" -m pip uninstall -q -y nova-substrate >/dev/null 2>&1 || true
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q --no-deps .) ||
+        die "pip install of nova-substrate failed"
+    echo "$want_source" >"$SOURCE_STAMP"
 }
 
 check_host

@@ -45,6 +45,10 @@ class CloneSpec:
     console_log: str = None
     nics: list = dataclasses.field(default_factory=list)
     metadata: dict = dataclasses.field(default_factory=dict)
+    #: The full domain XML the clone stands in for (Nova's, for an
+    #: instance): when given, the clone takes its identity, disks and
+    #: console log from it (domainxml.adopt_identity).
+    owner_xml: str = None
 
 
 @dataclasses.dataclass
@@ -113,9 +117,8 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
         qemuimg.create_overlay(spec.overlay_path, template.layer_path,
                                'qcow2', size=template.meta.get('disk_bytes'))
         overlay_made = True
-        saveimage.rewrite_header(claim.path, domainxml.reidentify(
-            header.domain_xml, spec.name, spec.uuid, spec.overlay_path,
-            spec.console_log))
+        saveimage.rewrite_header(claim.path, _clone_xml(header.domain_xml,
+                                                        spec))
         timings['prepared_s'] = time.monotonic() - t0
         conn.restoreFlags(claim.path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED)
         dom = conn.lookupByUUIDString(spec.uuid)
@@ -154,6 +157,14 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
              timings['running_s'])
     return Clone(dom, key, layer_id, spec.overlay_path,
                  {k: round(v, 4) for k, v in timings.items()}, report)
+
+
+def _clone_xml(template_xml, spec):
+    if spec.owner_xml:
+        return domainxml.adopt_identity(template_xml, spec.owner_xml,
+                                        spec.overlay_path)
+    return domainxml.reidentify(template_xml, spec.name, spec.uuid,
+                                spec.overlay_path, spec.console_log)
 
 
 def _check_fits(spec, meta):

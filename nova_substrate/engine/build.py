@@ -25,6 +25,9 @@ from nova_substrate.engine import saveimage
 
 LOG = logging.getLogger(__name__)
 
+#: Names of build domains start with it; they are nobody's instances.
+DOMAIN_PREFIX = 'substrate-'
+
 # How long the balloon gets to reach its target before the save goes
 # ahead anyway; a slow balloon only makes the memory state larger.
 _BALLOON_SETTLE_S = 10.0
@@ -51,6 +54,14 @@ class BuildSpec:
     vcpus: int
     labels: dict = dataclasses.field(default_factory=dict)
     console_log: str = None
+    #: Virtual size of the clones' root disk; the base image's if unset.
+    #: Nova gives an instance's disk its flavor's root_gb, and the guest
+    #: reads the size once, at boot.
+    disk_bytes: int = None
+    #: Copy the direct-boot kernel and initrd the XML names into the
+    #: layer, so the build does not depend on where the caller keeps them
+    #: (Nova: a scratch instance directory, removed before the boot).
+    copy_boot_files: bool = False
 
 
 def build_substrate(conn, pool, spec, settings, progress=None):
@@ -61,18 +72,23 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     layer_id = pool.new_layer()
     layer = pool.layer_file(layer_id)
     save_tmp = pool.tmp_path('.save')
-    name = 'substrate-%s-%s' % (spec.key[:12], uuid.uuid4().hex[:8])
+    name = '%s%s-%s' % (DOMAIN_PREFIX, spec.key[:12], uuid.uuid4().hex[:8])
     dom = None
     try:
         base = domainxml.disk_source(domainxml.parse(spec.domain_xml))
         base_info = qemuimg.info(base)
-        qemuimg.create_overlay(layer, base, base_info['format'])
+        disk_bytes = spec.disk_bytes or base_info['virtual-size']
+        qemuimg.create_overlay(layer, base, base_info['format'],
+                               size=disk_bytes)
         xml = domainxml.miniaturize(
             spec.domain_xml, name=name, uuid=str(uuid.uuid4()),
             memory_mb=spec.memory_mb, vcpus=spec.vcpus,
             build_memory_mb=settings.build_memory_mb,
             spare_ports=settings.spare_pcie_ports, disk_path=layer,
-            console_log=spec.console_log)
+            console_log=spec.console_log or os.path.join(
+                pool.layer_dir(layer_id), 'build-console.log'))
+        if spec.copy_boot_files:
+            xml = _copy_boot_files(xml, pool.layer_dir(layer_id))
         xml = _with_free_root_ports(conn, xml, settings.spare_pcie_ports)
         say('booting %s (%d MiB max, %d MiB current)' % (
             name, spec.memory_mb, settings.build_memory_mb))
@@ -98,7 +114,7 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             'layer_id': layer_id,
             'base': base,
             'base_format': base_info['format'],
-            'disk_bytes': base_info['virtual-size'],
+            'disk_bytes': disk_bytes,
             'stream_sha256': digest,
             'stream_bytes': stream_bytes,
             'memory_mb': spec.memory_mb,
@@ -123,6 +139,20 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     say('docked %s: %.1f MiB memory state in %.1f s' % (
         spec.key, stream_bytes / 2 ** 20, meta['build_s']))
     return template
+
+
+def _copy_boot_files(xml, layer_dir):
+    """xml reading its kernel, initrd and other disks from layer_dir copies.
+
+    The root disk is the layer itself and is left alone.
+    """
+    moved = {}
+    for name, path in domainxml.local_files(xml).items():
+        copy = os.path.join(layer_dir, name)
+        shutil.copyfile(path, copy)
+        os.chmod(copy, 0o600)
+        moved[path] = copy
+    return domainxml.relocate_files(xml, moved)
 
 
 def _with_free_root_ports(conn, xml, wanted):

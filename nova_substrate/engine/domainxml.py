@@ -83,6 +83,47 @@ def _set_console_log(root, path):
         node.set(attr, path)
 
 
+def local_files(xml):
+    """{name: path} of the files a domain reads besides its root disk.
+
+    The direct-boot kernel and initrd ('kernel', 'initrd') and the other
+    file-backed disks, such as a config drive (named by target device).
+    """
+    root = parse(xml)
+    found = {tag: root.findtext('./os/' + tag)
+             for tag in ('kernel', 'initrd') if root.findtext('./os/' + tag)}
+    root_disk = primary_disk(root)
+    for disk in root.findall('./devices/disk'):
+        source = disk.find('source')
+        if (disk is not root_disk and source is not None and
+                source.get('file')):
+            found['disk-%s' % _target_dev(disk)] = source.get('file')
+    return found
+
+
+def relocate_files(xml, moved):
+    """xml with each kernel, initrd or disk path in moved replaced."""
+    root = parse(xml)
+    for tag in ('kernel', 'initrd'):
+        node = root.find('./os/' + tag)
+        if node is not None and node.text in moved:
+            node.text = moved[node.text]
+    for source in root.findall('./devices/disk/source'):
+        if source.get('file') in moved:
+            source.set('file', moved[source.get('file')])
+    return tostring(root)
+
+
+def set_disk_source(xml, path):
+    """xml with its root disk read from path (whatever format it has)."""
+    root = parse(xml)
+    source = primary_disk(root).find('source')
+    if source is None:
+        raise exception.SubstrateError('root disk has no source')
+    source.set('file', path)
+    return tostring(root)
+
+
 def _is_q35(root):
     machine = root.find('./os/type')
     return machine is not None and 'q35' in (machine.get('machine') or '')
@@ -188,6 +229,75 @@ def reidentify(xml, name, uuid, disk_path, console_log):
     if console_log:
         _set_console_log(root, console_log)
     return tostring(root)
+
+
+def _target_dev(disk):
+    target = disk.find('target')
+    return None if target is None else target.get('dev')
+
+
+def _adopt_element(root, owner, tag):
+    """root's child tag replaced by owner's (or removed if owner has none)."""
+    for node in root.findall(tag):
+        root.remove(node)
+    theirs = owner.find(tag)
+    if theirs is not None:
+        root.append(copy.deepcopy(theirs))
+
+
+def adopt_identity(xml, owner_xml, disk_path):
+    """The saved template XML, made into the domain owner_xml describes.
+
+    owner_xml is the full XML the owner would have been booted with (in
+    Nova, what LibvirtDriver generated for the instance). The clone keeps
+    the template's devices and their addresses, which the memory state
+    depends on, and takes everything that names the owner from it: name,
+    uuid, metadata, SMBIOS data, the sources of every disk but the root
+    (config drive), kernel and initrd, and the console log. The root disk
+    becomes disk_path, the overlay on the template's layer.
+    """
+    root = copy.deepcopy(parse(xml))
+    owner = parse(owner_xml)
+    for tag in ('name', 'uuid'):
+        text = owner.findtext(tag)
+        if not text:
+            raise exception.SubstrateError('owner XML has no <%s>' % tag)
+        _set_text(root, tag, text)
+    for tag in ('title', 'description', 'metadata', 'sysinfo'):
+        _adopt_element(root, owner, tag)
+    _set_disk_source(root, disk_path)
+    owner_disks = {_target_dev(d): d for d in owner.findall('./devices/disk')}
+    root_disk = primary_disk(root)
+    for disk in root.findall('./devices/disk'):
+        if disk is root_disk:
+            continue
+        theirs = owner_disks.get(_target_dev(disk))
+        if theirs is None or theirs.get('device') != disk.get('device'):
+            raise exception.SubstrateError(
+                'owner has no %s disk at %s' % (disk.get('device', 'disk'),
+                                                _target_dev(disk)))
+        for tag in ('source', 'backingStore'):
+            for node in disk.findall(tag):
+                disk.remove(node)
+        if theirs.find('source') is not None:
+            disk.append(copy.deepcopy(theirs.find('source')))
+    for tag in ('kernel', 'initrd'):
+        mine, theirs = root.find('./os/' + tag), owner.find('./os/' + tag)
+        if (mine is None) != (theirs is None):
+            raise exception.SubstrateError(
+                'owner and template differ in <os><%s>' % tag)
+        if mine is not None:
+            mine.text = theirs.text
+    logs = console_logs(owner)
+    if logs:
+        node, attr = logs[0]
+        _set_console_log(root, node.get(attr))
+    return tostring(root)
+
+
+def interfaces(xml):
+    """The <interface> elements of a domain XML, each as a document."""
+    return [tostring(nic) for nic in parse(xml).findall('./devices/interface')]
 
 
 def random_mac():

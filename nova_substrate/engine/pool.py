@@ -172,6 +172,19 @@ class SubstratePool(object):
         _unlink(os.path.join(self.layer_dir(layer_id), 'users',
                              domain_uuid))
 
+    def layers(self):
+        """Ids of every layer on disk."""
+        try:
+            return sorted(os.listdir(self.layer_root))
+        except FileNotFoundError:
+            return []
+
+    def layers_of(self, domain_uuid):
+        """Ids of the layers domain_uuid is recorded as using."""
+        return [layer_id for layer_id in self.layers()
+                if os.path.exists(os.path.join(self.layer_dir(layer_id),
+                                               'users', domain_uuid))]
+
     def layer_users(self, layer_id):
         try:
             return sorted(os.listdir(os.path.join(self.layer_dir(layer_id),

@@ -39,3 +39,18 @@ def create_overlay(path, backing, backing_format, size=None):
     # The overlay will hold the instance's writes: root only. libvirt
     # hands it to QEMU's user while the domain runs.
     os.chmod(path, 0o600)
+
+
+def backing_file(path):
+    """The backing file qcow2 image path names, or None."""
+    return info(path).get('full-backing-filename')
+
+
+def rebase(path, backing, backing_format):
+    """Make backing the image's backing file, keeping what it reads.
+
+    Safe mode: every cluster that differs between the old and the new
+    chain is copied into the image first. The image must not be in use.
+    """
+    _run(['rebase', '-q', '-f', 'qcow2', '-F', backing_format, '-b',
+          backing, path])

@@ -67,3 +67,27 @@ class ConfTest(testtools.TestCase):
         e = self.assertRaises(cfg.ConfigFileValueError,
                               getattr, conf.substrate, 'build_memory_mb')
         self.assertIn('build_memory_mb', str(e))
+
+    def test_malformed_pool_entry(self):
+        self.assertInvalid('pools', pools=['image-only'])
+
+    def test_pool_count_out_of_range(self):
+        self.assertInvalid('pools', pools=['img:flavor:0'])
+
+    def test_pool_count_not_a_number(self):
+        self.assertInvalid('pools', pools=['img:flavor:two'])
+
+    def test_pool_entries_parse(self):
+        self.fixture.config(pools=['img-1:m1.substrate:3', ' img-2 : 42 : 1'],
+                            group='substrate')
+        substrate_conf.validate(self.conf)
+        self.assertEqual([('img-1', 'm1.substrate', 3), ('img-2', '42', 1)],
+                         [substrate_conf.parse_pool_entry(e)
+                          for e in self.conf.substrate.pools])
+
+    def test_demand_bound_below_floor(self):
+        self.assertInvalid('max_substrates_per_key', substrates_per_key=8,
+                           max_substrates_per_key=4)
+
+    def test_relative_activation_log(self):
+        self.assertInvalid('activation_log', activation_log='log.jsonl')

@@ -1,0 +1,539 @@
+"""SubstrateDriver: Nova's libvirt driver, activating instead of booting.
+
+An instance whose flavor has ``substrate:enabled=true`` goes through
+LibvirtDriver.spawn() unchanged (disks, console log, the domain XML, VIF
+plugging, Neutron's events, the wait for RUNNING, the recorded image
+defaults), with one difference: where LibvirtDriver would define and
+start the domain, this driver activates a clone of a docked substrate
+into exactly that domain. The clone takes the name, uuid, metadata,
+SMBIOS data, disks and console log of the XML LibvirtDriver generated,
+gets the XML's NICs hot-plugged and its identity handed over, and is
+defined with libvirt like any instance. If the host holds no matching
+substrate, or anything in the activation fails, the half-made clone is
+removed and the instance boots the ordinary way from the same XML.
+
+Afterwards the instance is ordinary: its disk is streamed off the
+substrate's layer onto Nova's cached base image in the background, so
+its chain is the one a booted instance has.
+"""
+
+import contextlib
+import os
+import shutil
+import threading
+import time
+
+import libvirt
+from oslo_log import log as logging
+from oslo_utils import excutils
+
+from nova import context as nova_context
+from nova import exception as nova_exception
+from nova.image import glance
+from nova.network import model as network_model
+from nova import objects
+from nova import utils as nova_utils
+from nova.virt import configdrive
+from nova.virt import driver as virt_driver
+from nova.virt import hardware
+from nova.virt.libvirt import blockinfo
+from nova.virt.libvirt import driver as libvirt_driver
+from nova.virt.libvirt import guest as libvirt_guest
+from nova.virt.libvirt import utils as libvirt_utils
+
+from nova_substrate import conf as substrate_conf
+from nova_substrate.engine import activate
+from nova_substrate.engine import build
+from nova_substrate.engine import chain
+from nova_substrate.engine import domainxml
+from nova_substrate.engine import exception as engine_exception
+from nova_substrate.engine import pool as substrate_pool
+from nova_substrate.engine import qemuimg
+from nova_substrate.engine import settings as engine_settings
+from nova_substrate import notifications
+from nova_substrate import substrate_key
+from nova_substrate.virt import imagecache
+from nova_substrate.virt import keeper
+from nova_substrate.virt import pools
+from nova_substrate.virt import reporting
+from nova_substrate.virt import template_instance
+
+LOG = logging.getLogger(__name__)
+CONF = substrate_conf.CONF
+
+# Streaming a layer (what the substrate's boot wrote) into a clone's disk
+# moves megabytes; this bounds a stuck block job.
+FLATTEN_TIMEOUT_S = 600.0
+
+
+class ActivationPlan(object):
+    """One spawn's activation: planned, then tried at most once."""
+
+    def __init__(self, key, source):
+        self.key = key
+        self.source = source
+        self.tried = False
+        self.clone = None
+        self.error = None
+
+
+class SubstrateDriver(libvirt_driver.LibvirtDriver):
+
+    def __init__(self, virtapi, read_only=False):
+        # A bad option stops the service here, naming the option.
+        substrate_conf.validate(CONF)
+        super().__init__(virtapi, read_only)
+        self.settings = engine_settings.EngineSettings.from_conf(CONF)
+        self.pool = substrate_pool.SubstratePool(
+            CONF.substrate.pool_path, CONF.substrate.layer_path,
+            CONF.substrate.memory_budget_mb * 2 ** 20)
+        self.pool_targets = pools.PoolTargets.from_conf(CONF)
+        self.activation_log = notifications.ActivationLog(
+            CONF.substrate.activation_log)
+        self.image_cache_manager = imagecache.SubstrateImageCacheManager(
+            self.pool)
+        self.keeper = keeper.PoolKeeper(
+            self.pool, self.pool_targets, self, CONF.substrate.upkeep_interval,
+            nova_context.get_admin_context)
+        self._plans = {}
+        self._flattening = {}
+        self._flatten_lock = threading.Lock()
+        self._image_api = glance.API()
+
+    # -- service life ------------------------------------------------------
+
+    def init_host(self, host):
+        super().init_host(host)
+        self.pool.recover()
+        self._resume_flattening()
+        self.keeper.start()
+
+    def cleanup_host(self, host):
+        self.keeper.stop(timeout=5)
+        super().cleanup_host(host)
+
+    def list_instances(self):
+        return [name for name in super().list_instances()
+                if not name.startswith(build.DOMAIN_PREFIX)]
+
+    def list_instance_uuids(self):
+        # Build domains run under random uuids and are nobody's instances:
+        # a compute that counted them would refuse to start as a new host.
+        return [dom.UUIDString()
+                for dom in self._host.list_instance_domains(
+                    only_running=False)
+                if not dom.name().startswith(build.DOMAIN_PREFIX)]
+
+    # -- spawn -------------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files,
+              admin_password, allocations, network_info=None,
+              block_device_info=None, power_on=True, accel_info=None):
+        flavor = instance.flavor
+        if not substrate_key.wants_substrate(flavor):
+            return super().spawn(context, instance, image_meta,
+                                 injected_files, admin_password, allocations,
+                                 network_info, block_device_info, power_on,
+                                 accel_info)
+        started = time.monotonic()
+        source = pools.Source(
+            image_meta, flavor, instance.kernel_id or None,
+            instance.ramdisk_id or None,
+            {k: v for k, v in instance.system_metadata.items()
+             if k.startswith(nova_utils.SM_IMAGE_PROP_PREFIX)})
+        reason = self._ineligible(instance, image_meta, block_device_info,
+                                  allocations, accel_info, power_on)
+        plan = None
+        if reason is None:
+            if CONF.substrate.demand_pools:
+                self.pool_targets.record_request(source)
+            else:
+                self.pool_targets.learn(source)
+            template = self.pool.get(source.key)
+            if template is None:
+                reason = 'this host holds no substrate %s' % source.key
+            else:
+                reason = self._template_mismatch(template, instance)
+            if reason is None:
+                plan = self._plans[instance.uuid] = ActivationPlan(
+                    source.key, source)
+        try:
+            super().spawn(context, instance, image_meta, injected_files,
+                          admin_password, allocations, network_info,
+                          block_device_info, power_on, accel_info)
+        finally:
+            self._plans.pop(instance.uuid, None)
+            self.keeper.wake()
+        self._report_spawn(context, instance, source.key, plan, reason,
+                           time.monotonic() - started)
+
+    def _ineligible(self, instance, image_meta, block_device_info,
+                    allocations, accel_info, power_on):
+        """Why this instance cannot be activated, or None."""
+        if not power_on:
+            return 'the instance is not to be powered on'
+        if CONF.libvirt.images_type not in ('default', 'qcow2') or \
+                not CONF.use_cow_images:
+            return ('substrates need qcow2 instance disks ([libvirt] '
+                    'images_type, [DEFAULT] use_cow_images)')
+        if self._is_booted_from_volume(block_device_info) or \
+                virt_driver.block_device_info_get_mapping(
+                    block_device_info):
+            return 'the instance has volumes'
+        if instance.flavor.ephemeral_gb or instance.flavor.swap or \
+                virt_driver.block_device_info_get_ephemerals(
+                    block_device_info):
+            return 'the flavor has ephemeral or swap disks'
+        if accel_info or (instance.pci_requests and
+                          instance.pci_requests.requests):
+            return 'the instance has PCI or accelerator devices'
+        if self._allocate_mdevs(allocations):
+            return 'the instance has mediated devices'
+        if hardware.get_vtpm_constraint(instance.flavor, image_meta):
+            return 'the instance has a vTPM'
+        if not image_meta.properties.get('hw_qemu_guest_agent', False):
+            return ('the image does not declare a guest agent '
+                    '(hw_qemu_guest_agent=yes)')
+        return None
+
+    @staticmethod
+    def _template_mismatch(template, instance):
+        labels = template.meta.get('labels', {})
+        wants_drive = bool(configdrive.required_by(instance))
+        if labels.get('config_drive', False) != wants_drive:
+            return ('the substrate %s config drive and the instance %s'
+                    % ('has a' if labels.get('config_drive') else 'has no',
+                       'needs one' if wants_drive else 'has none'))
+        return None
+
+    def _create_guest(self, context, xml, instance, power_on=True,
+                      pause=False, post_xml_callback=None):
+        plan = self._plans.get(instance.uuid)
+        if plan is None or plan.tried or not power_on:
+            return super()._create_guest(context, xml, instance,
+                                         power_on=power_on, pause=pause,
+                                         post_xml_callback=post_xml_callback)
+        plan.tried = True
+        # The config drive is written before anything runs, as for a boot.
+        if post_xml_callback is not None:
+            post_xml_callback()
+        try:
+            guest = self._activate(instance, xml, plan)
+        except Exception as e:
+            plan.error = e
+            LOG.warning('Activation from substrate %s failed, booting the '
+                        'instance instead: %s', plan.key, e,
+                        instance=instance)
+            return super()._create_guest(context, xml, instance,
+                                         power_on=power_on, pause=pause)
+        if pause:
+            # LibvirtDriver resumes it once Neutron reports the VIFs.
+            guest.pause()
+        return guest
+
+    def _activate(self, instance, xml, plan):
+        """A clone of plan.key's substrate running as the instance's domain.
+
+        Raises on any failure, having left the instance's files as
+        LibvirtDriver made them and no domain behind.
+        """
+        template = self.pool.get(plan.key)
+        if template is None:
+            raise engine_exception.NoSubstrate(
+                'substrate %s was evicted' % plan.key)
+        disk = os.path.join(libvirt_utils.get_instance_path(instance), 'disk')
+        disk_info = qemuimg.info(disk)
+        if disk_info.get('full-backing-filename') != template.meta['base'] \
+                or disk_info['virtual-size'] != template.meta['disk_bytes']:
+            raise engine_exception.ActivationError(
+                'the instance disk (on %s, %d bytes) does not match the '
+                'substrate (on %s, %d bytes)' % (
+                    disk_info.get('full-backing-filename'),
+                    disk_info['virtual-size'], template.meta['base'],
+                    template.meta['disk_bytes']))
+        # LibvirtDriver's own disk stays beside the clone's until the
+        # clone runs: a fallback boots from it.
+        booted_disk = disk + '.boot'
+        os.rename(disk, booted_disk)
+        try:
+            spec = activate.CloneSpec(
+                name=instance.name, uuid=instance.uuid, overlay_path=disk,
+                vcpus=instance.flavor.vcpus,
+                memory_mb=instance.flavor.memory_mb,
+                hostname=instance.hostname,
+                nics=domainxml.interfaces(xml),
+                metadata=_guest_metadata(instance),
+                owner_xml=xml)
+            conn = self._host.get_connection()
+            clone = activate.activate_clone(conn, self.pool, plan.key, spec,
+                                            self.settings,
+                                            copy_if_empty=True)
+            try:
+                # Persistent, like every domain LibvirtDriver makes.
+                conn.defineXML(clone.domain.XMLDesc(
+                    libvirt.VIR_DOMAIN_XML_SECURE |
+                    libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    activate.destroy_clone(self.pool, clone)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(disk)
+                os.rename(booted_disk, disk)
+        os.unlink(booted_disk)
+        plan.clone = clone
+        self._flatten_later(instance.uuid, disk, template.meta)
+        return libvirt_guest.Guest(clone.domain)
+
+    def _report_spawn(self, context, instance, key, plan, reason, seconds):
+        activated = plan is not None and plan.clone is not None
+        notifications.report_spawn(
+            context, self.activation_log, instance, key, seconds,
+            timings=plan.clone.timings if activated else None,
+            error=plan.error if plan is not None else None,
+            reason=reason)
+
+    # -- the clone's disk chain ---------------------------------------------
+
+    def _flatten_later(self, instance_uuid, disk, meta):
+        thread = threading.Thread(
+            target=self._flatten, name='substrate-flatten-%s' % instance_uuid,
+            args=(instance_uuid, disk, meta['base'], meta['base_format'],
+                  meta['layer_id']),
+            daemon=True)
+        with self._flatten_lock:
+            self._flattening[instance_uuid] = thread
+        thread.start()
+
+    def _flatten(self, instance_uuid, disk, base, base_format, layer_id):
+        try:
+            dom = chain.domain_or_none(self._host.get_connection(),
+                                       instance_uuid)
+            if os.path.exists(disk) and \
+                    chain.on_layer(disk, self.pool.layer_file(layer_id)):
+                chain.flatten(dom, disk, base, base_format, FLATTEN_TIMEOUT_S)
+            self.pool.remove_layer_user(layer_id, instance_uuid)
+            LOG.debug('Disk %s is off substrate layer %s', disk, layer_id)
+        except Exception as e:
+            # The marker stays: the layer is kept until this succeeds.
+            LOG.warning('Could not take %s off substrate layer %s: %s',
+                        disk, layer_id, e)
+        finally:
+            with self._flatten_lock:
+                self._flattening.pop(instance_uuid, None)
+
+    def _ensure_off_layer(self, instance):
+        """Wait until the instance's disk no longer depends on a layer.
+
+        Snapshots, resize and migration see an ordinary chain afterwards.
+        """
+        with self._flatten_lock:
+            thread = self._flattening.get(instance.uuid)
+        if thread is not None:
+            thread.join(FLATTEN_TIMEOUT_S)
+        disk = os.path.join(libvirt_utils.get_instance_path(instance), 'disk')
+        for layer_id in self.pool.layers_of(instance.uuid):
+            base = qemuimg.backing_file(self.pool.layer_file(layer_id))
+            self._flatten(instance.uuid, disk, base,
+                          qemuimg.info(base)['format'], layer_id)
+
+    def _resume_flattening(self):
+        for layer_id in self.pool.layers():
+            for user in self.pool.layer_users(layer_id):
+                disk = os.path.join(CONF.instances_path, user, 'disk')
+                layer = self.pool.layer_file(layer_id)
+                if not os.path.exists(disk) or \
+                        not chain.on_layer(disk, layer):
+                    self.pool.remove_layer_user(layer_id, user)
+                    continue
+                base = qemuimg.backing_file(layer)
+                self._flatten_later(user, disk, {
+                    'base': base, 'base_format': qemuimg.info(base)['format'],
+                    'layer_id': layer_id})
+
+    def layer_user_alive(self, domain_uuid):
+        return os.path.exists(os.path.join(CONF.instances_path, domain_uuid,
+                                           'disk'))
+
+    def snapshot(self, context, instance, image_id, update_task_state):
+        self._ensure_off_layer(instance)
+        return super().snapshot(context, instance, image_id,
+                                update_task_state)
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor,
+                                   network_info, block_device_info=None,
+                                   timeout=0, retry_interval=0):
+        self._ensure_off_layer(instance)
+        return super().migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info,
+            block_device_info, timeout, retry_interval)
+
+    def live_migration(self, context, instance, dest, post_method,
+                       recover_method, block_migration=False,
+                       migrate_data=None):
+        self._ensure_off_layer(instance)
+        return super().live_migration(context, instance, dest, post_method,
+                                      recover_method, block_migration,
+                                      migrate_data)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True):
+        if destroy_disks:
+            with self._flatten_lock:
+                thread = self._flattening.get(instance.uuid)
+        super().cleanup(context, instance, network_info, block_device_info,
+                        destroy_disks, migrate_data, destroy_vifs,
+                        destroy_secrets)
+        if destroy_disks:
+            if thread is not None:
+                thread.join(FLATTEN_TIMEOUT_S)
+            for layer_id in self.pool.layers_of(instance.uuid):
+                self.pool.remove_layer_user(layer_id, instance.uuid)
+
+    # -- reporting ---------------------------------------------------------
+
+    def ready_by_key(self):
+        return {t.key: self.pool.ready_count(t.key)
+                for t in self.pool.templates()}
+
+    def get_available_resource(self, nodename):
+        data = super().get_available_resource(nodename)
+        data.setdefault('stats', {}).update(reporting.pool_stats(
+            self.ready_by_key(), self.pool.usage_bytes() / 2 ** 20,
+            CONF.substrate.memory_budget_mb))
+        return data
+
+    def update_provider_tree(self, provider_tree, nodename, allocations=None):
+        super().update_provider_tree(provider_tree, nodename, allocations)
+        reporting.update_traits(provider_tree, nodename, self.ready_by_key())
+
+    # -- pre-warming -------------------------------------------------------
+
+    def cache_image(self, context, image_id):
+        """Fetch the image, then build the substrates configured for it."""
+        fetched = super().cache_image(context, image_id)
+        for configured in self.pool_targets.for_image(image_id):
+            source = configured.source or self.resolve(context, configured)
+            if source is None:
+                continue
+            self.pool_targets.learn(source)
+            target = pools.Target(source.key, source, configured.count,
+                                  pools.CONFIG)
+            if not self.keeper.ensure(context, target, retry_failed=True):
+                raise nova_exception.NovaException(
+                    'building the substrate %s for image %s failed (see the '
+                    'compute log)' % (source.key, image_id))
+        for target in self.pool_targets.targets():
+            if target.source.image_meta.id == image_id:
+                self.keeper.ensure(context, target, retry_failed=True)
+        return fetched
+
+    # -- building (the pool keeper's builder) --------------------------------
+
+    def resolve(self, context, configured):
+        """The Source of a configured pool, from Glance and the flavors."""
+        image = self._image_api.get(context, configured.image_id)
+        try:
+            flavor = objects.Flavor.get_by_flavor_id(context,
+                                                     configured.flavor)
+        except nova_exception.FlavorNotFound:
+            flavor = objects.Flavor.get_by_name(context, configured.flavor)
+        if not substrate_key.wants_substrate(flavor):
+            LOG.warning('[substrate] pools names flavor %s, which lacks '
+                        '%s=true: no instance would be activated from that '
+                        'pool', configured.flavor, substrate_key.ENABLED)
+            return None
+        props = image.get('properties', {})
+        return pools.Source(
+            objects.ImageMeta.from_dict(image), flavor,
+            props.get('kernel_id'), props.get('ramdisk_id'),
+            nova_utils.get_system_metadata_from_image(image, flavor))
+
+    def build(self, context, target):
+        """Build and dock target's substrate from a template instance."""
+        source = target.source
+        instance = template_instance.make(context, source, CONF.host,
+                                          self._host.get_hostname())
+        image_meta = source.image_meta
+        instance_dir = libvirt_utils.get_instance_path(instance)
+        try:
+            disk_info = blockinfo.get_disk_info(CONF.libvirt.virt_type,
+                                                instance, image_meta)
+            self._create_image(context, instance, disk_info['mapping'])
+            config_drive = bool(configdrive.required_by(instance))
+            if config_drive:
+                # A placeholder medium: clones get their own instance's.
+                open(os.path.join(instance_dir, 'disk.config'), 'wb').close()
+            xml = self._get_guest_xml(context, instance,
+                                      network_model.NetworkInfo(), disk_info,
+                                      image_meta)
+            disk = qemuimg.info(os.path.join(instance_dir, 'disk'))
+            labels = {
+                'image_id': image_meta.id,
+                'image': substrate_key.key_document(image_meta,
+                                                    source.flavor)['image'],
+                'flavor_id': source.flavor.flavorid,
+                'flavor_name': source.flavor.name,
+                'kernel_id': source.kernel_id,
+                'ramdisk_id': source.ramdisk_id,
+                'config_drive': config_drive,
+            }
+            spec = build.BuildSpec(
+                key=target.key,
+                domain_xml=domainxml.set_disk_source(
+                    xml, disk['full-backing-filename']),
+                memory_mb=source.flavor.memory_mb,
+                vcpus=source.flavor.vcpus,
+                labels=labels,
+                disk_bytes=disk['virtual-size'],
+                copy_boot_files=True)
+            LOG.info('Building substrate %s (image %s, flavor %s)',
+                     target.key, image_meta.id, source.flavor.name)
+            build.build_substrate(self._host.get_connection(), self.pool,
+                                  spec, self.settings)
+        finally:
+            shutil.rmtree(instance_dir, ignore_errors=True)
+
+    def image_state(self, context, labels):
+        try:
+            image = self._image_api.get(context, labels['image_id'])
+        except nova_exception.ImageNotFound:
+            return keeper.GONE
+        except Exception as e:
+            LOG.debug('Cannot check image %s: %s', labels['image_id'], e)
+            return keeper.UNKNOWN
+        if image.get('status') in ('deleted', 'killed', 'pending_delete',
+                                   'deactivated'):
+            return keeper.GONE
+        current = substrate_key.key_document(
+            objects.ImageMeta.from_dict(image), _NoFlavor)['image']
+        if current != labels.get('image'):
+            return keeper.CHANGED
+        return keeper.CURRENT
+
+
+class _NoFlavor(object):
+    """Stands in for a flavor where only the image part of a key matters."""
+    memory_mb = vcpus = root_gb = ephemeral_gb = swap = 0
+    extra_specs = {}
+
+
+def _guest_metadata(instance):
+    """What the guest hook is told about its instance (metadata.json)."""
+    meta = {
+        'uuid': instance.uuid,
+        'name': instance.display_name,
+        'hostname': instance.hostname,
+        'project_id': instance.project_id,
+        'availability_zone': instance.availability_zone,
+        'launch_index': instance.launch_index,
+        'meta': dict(instance.metadata or {}),
+    }
+    if instance.key_data:
+        meta['public_keys'] = {instance.key_name or 'default':
+                               instance.key_data}
+    if instance.user_data:
+        meta['user_data'] = instance.user_data
+    return meta

@@ -23,7 +23,9 @@ import os
 import threading
 import time
 
+from oslo_config import cfg
 from oslo_log import log as logging
+import oslo_messaging as messaging
 
 LOG = logging.getLogger(__name__)
 
@@ -39,12 +41,29 @@ SYSMETA_MODE = 'substrate_spawn'
 SYSMETA_SECONDS = 'substrate_spawn_s'
 
 
+_notifiers = {}
+
+
+def _notifier(host):
+    """An oslo.messaging notifier on nova-compute's notification transport.
+
+    Driver and topics are [oslo_messaging_notifications]'s, as for Nova's
+    own notifications. Nova's notifier is not used: it only lets through
+    event types Nova itself defines.
+    """
+    if host not in _notifiers:
+        from nova import rpc    # the transport nova-compute set up
+        transport = (rpc.NOTIFICATION_TRANSPORT or
+                     messaging.get_notification_transport(cfg.CONF))
+        _notifiers[host] = messaging.Notifier(
+            transport, publisher_id='substrate.%s' % host)
+    return _notifiers[host]
+
+
 def notify(context, host, event_type, payload):
     """Send one notification; a notifier that is down never fails a spawn."""
-    from nova import rpc     # only inside nova-compute
     try:
-        rpc.get_notifier('substrate', host=host).info(context, event_type,
-                                                      payload)
+        _notifier(host).info(context, event_type, payload)
     except Exception:
         LOG.exception('Could not send the %s notification', event_type)
 

@@ -36,6 +36,13 @@ def _set_text(root, tag, text):
     _child(root, tag).text = text
 
 
+def _set_uuid(root, uuid):
+    """The domain's uuid, and its SMBIOS copy, which libvirt checks."""
+    _set_text(root, 'uuid', uuid)
+    for entry in root.findall("./sysinfo/system/entry[@name='uuid']"):
+        entry.text = uuid
+
+
 def primary_disk(root):
     """The first disk device: the root disk the layer chain sits under."""
     for disk in root.findall('./devices/disk'):
@@ -197,7 +204,7 @@ def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
             'substrates need machine type q35: NIC hot-plug into a clone '
             'fails on i440fx ("Bus pci.0 does not support hotplugging")')
     _set_text(root, 'name', name)
-    _set_text(root, 'uuid', uuid)
+    _set_uuid(root, uuid)
     for tag, mb in (('memory', memory_mb),
                     ('currentMemory', min(build_memory_mb, memory_mb))):
         node = _child(root, tag)
@@ -224,7 +231,7 @@ def reidentify(xml, name, uuid, disk_path, console_log):
     """The saved template XML, made into the clone's own domain."""
     root = copy.deepcopy(parse(xml))
     _set_text(root, 'name', name)
-    _set_text(root, 'uuid', uuid)
+    _set_uuid(root, uuid)
     _set_disk_source(root, disk_path)
     if console_log:
         _set_console_log(root, console_log)
@@ -288,11 +295,32 @@ def adopt_identity(xml, owner_xml, disk_path):
                 'owner and template differ in <os><%s>' % tag)
         if mine is not None:
             mine.text = theirs.text
+    _adopt_channel_sources(root, owner)
     logs = console_logs(owner)
     if logs:
         node, attr = logs[0]
         _set_console_log(root, node.get(attr))
     return tostring(root)
+
+
+def _adopt_channel_sources(root, owner):
+    """Channel sockets named after the owner (Nova names the agent's)."""
+    def target_name(chan):
+        target = chan.find('target')
+        return None if target is None else target.get('name')
+    theirs = {target_name(c): c for c in owner.findall('./devices/channel')}
+    for chan in root.findall('./devices/channel'):
+        source = chan.find('source')
+        if source is None or chan.get('type') != 'unix':
+            continue
+        owner_source = theirs.get(target_name(chan))
+        owner_source = (None if owner_source is None
+                        else owner_source.find('source'))
+        if owner_source is not None and owner_source.get('path'):
+            source.set('path', owner_source.get('path'))
+        else:
+            # libvirt names the socket after the domain at start.
+            source.attrib.pop('path', None)
 
 
 def interfaces(xml):

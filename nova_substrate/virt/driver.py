@@ -214,7 +214,10 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                                          power_on=power_on, pause=pause,
                                          post_xml_callback=post_xml_callback)
         plan.tried = True
-        # The config drive is written before anything runs, as for a boot.
+        # Defined first, as LibvirtDriver does: the config drive is made
+        # from the defined domain's devices, and the restore then takes
+        # over the definition.
+        libvirt_guest.Guest.create(xml, self._host)
         if post_xml_callback is not None:
             post_xml_callback()
         try:

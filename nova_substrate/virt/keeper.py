@@ -73,6 +73,10 @@ class PoolKeeper(object):
             return self._round_done.wait_for(lambda: self.rounds >= goal,
                                              timeout)
 
+    def build_failed(self, key):
+        """Whether the last build of key failed (and is not retried yet)."""
+        return key in self._failed
+
     def _run(self):
         while not self._stopping.is_set():
             self._wakeup.clear()
@@ -119,7 +123,8 @@ class PoolKeeper(object):
                     LOG.warning('Building the substrate %s (image %s, flavor '
                                 '%s) failed; retrying in %d s: %s',
                                 target.key, target.source.image_meta.id,
-                                target.source.flavor.name, BUILD_RETRY_S, e)
+                                target.source.flavor.name, BUILD_RETRY_S, e,
+                                exc_info=True)
                     return False
                 self._failed.pop(target.key, None)
             try:

@@ -10,6 +10,7 @@ reaches the substrate.
 
 from oslo_utils import uuidutils
 
+from nova.network import model as network_model
 from nova import objects
 from nova.objects import fields
 
@@ -54,8 +55,8 @@ def make(context, source, host, node):
     instance.migration_context = None
     instance.keypairs = objects.KeyPairList(objects=[])
     instance.tags = objects.TagList(objects=[])
-    instance.ec2_ids = None
-    instance.info_cache = objects.InstanceInfoCache(network_info=[])
+    instance.info_cache = objects.InstanceInfoCache(
+        network_info=network_model.NetworkInfo())
     instance.security_groups = objects.SecurityGroupList(objects=[])
     instance.availability_zone = None
     instance.os_type = None
@@ -64,4 +65,19 @@ def make(context, source, host, node):
     instance.default_swap_device = None
     instance.ephemeral_key_uuid = None
     instance.hidden = False
+    # Every other field a value, so nothing is ever lazy-loaded: there is
+    # no row to load it from.
+    for field in ('architecture', 'vm_mode', 'key_name', 'locked_by',
+                  'terminated_at', 'display_description', 'access_ip_v4',
+                  'access_ip_v6', 'cell_name', 'compute_id', 'created_at',
+                  'updated_at', 'deleted_at', 'fault'):
+        setattr(instance, field, None)
+    for field in ('locked', 'auto_disk_config', 'shutdown_terminate',
+                  'disable_terminate', 'cleaned', 'deleted'):
+        setattr(instance, field, False)
+    instance.power_state = 0
+    instance.progress = 0
+    instance.reservation_id = 'r-' + OWNER
+    instance.launched_on = host
+    instance.services = objects.ServiceList(objects=[])
     return instance

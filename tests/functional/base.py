@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 
 import fixtures
 # Imported before Nova's harness installs its ImportModulePoisonFixture,
@@ -46,6 +47,8 @@ WORK_ROOT = os.environ.get('NOVA_SUBSTRATE_FUNCTIONAL_WORK',
                            '/var/tmp/nova-substrate-functional')
 INSTANCES_PATH_PREFIX = 'instances-'
 INSTANCE_NAME_PREFIX = 'instance-'
+# The substrate engine's build domains, which run under their own names.
+BUILD_DOMAIN_PREFIX = 'substrate-'
 
 # Guests run under TCG: a boot takes seconds, not the harness's 5 s budget.
 ACTIVE_TIMEOUT = 60.0
@@ -110,6 +113,8 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
                         ignore_errors=True)
         self.addCleanup(destroy_domains_under, self.conn,
                         self.instances_path)
+        # Known before the services start, so options can name the image.
+        self.disk_image_id = str(uuid.uuid4())
 
         super().setUp()
 
@@ -223,12 +228,14 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
              # The guest starts its agent once the agent's channel shows
              # up, and waits for it before it reports ready.
              'hw_qemu_guest_agent': 'yes',
-             'architecture': 'x86_64'})
+             'architecture': 'x86_64'},
+            image_id=self.disk_image_id)
         return disk['id']
 
     def _create_glance_image(self, part, path, disk_format,
-                             container_format, properties):
+                             container_format, properties, image_id=None):
         metadata = {
+            'id': image_id or str(uuid.uuid4()),
             'name': '%s-%s-%s' % (self.guest.name, self.guest.digest[:12],
                                   part),
             'status': 'active',
@@ -387,7 +394,8 @@ def destroy_domains_under(conn, instances_path):
     """
     for domain in conn.listAllDomains():
         try:
-            if (not domain.name().startswith(INSTANCE_NAME_PREFIX) or
+            if (not domain.name().startswith((INSTANCE_NAME_PREFIX,
+                                              BUILD_DOMAIN_PREFIX)) or
                     not _has_files_under(domain, instances_path)):
                 continue
             if domain.isActive():

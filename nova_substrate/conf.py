@@ -99,7 +99,7 @@ substrate_opts = [
                     'substrate guests.'),
     cfg.MultiStrOpt('pools',
                     default=[],
-                    sample_default='cirros-image-id:m1.substrate:2',
+                    sample_default=['cirros-image-id:m1.substrate:2'],
                     help='Substrate pools this host keeps whatever the '
                          'demand, one per line as IMAGE_ID:FLAVOR:COUNT '
                          '(FLAVOR is a flavor ID or name; COUNT ready '

@@ -104,12 +104,11 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
     claim = pool.claim(key, copy_if_empty=copy_if_empty)
     template = claim.template
     layer_id = template.meta['layer_id']
-    dom = None
+    dom = digest = None
     overlay_made = False
     try:
         _check_fits(spec, template.meta)
         header = saveimage.check(claim.path, template.stream_bytes)
-        digest = None
         if settings.verify_memory:
             digest = _Digest(claim.path, header.stream_offset)
             digest.start()
@@ -123,14 +122,7 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
         conn.restoreFlags(claim.path, None, libvirt.VIR_DOMAIN_SAVE_PAUSED)
         dom = conn.lookupByUUIDString(spec.uuid)
         timings['restored_s'] = time.monotonic() - t0
-        if digest is not None:
-            digest.join()
-            if digest.result != template.meta['stream_sha256']:
-                pool.remove(key)
-                raise exception.CorruptSubstrate(
-                    'memory state of substrate %s does not match its '
-                    'checksum (%s); the substrate was removed'
-                    % (key, digest.error or 'content differs'))
+        _check_digest(pool, key, template, digest)
         claim.discard()
         dom.resume()
         timings['running_s'] = time.monotonic() - t0
@@ -143,10 +135,18 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
                                      t0 + settings.activate_timeout)
         timings['ready_s'] = time.monotonic() - t0
     except BaseException as e:
+        if digest is not None and not isinstance(
+                e, exception.CorruptSubstrate):
+            # QEMU may reject a damaged stream before the checksum is in:
+            # the substrate must still go.
+            try:
+                _check_digest(pool, key, template, digest)
+            except exception.CorruptSubstrate as corrupt:
+                e = corrupt
         _cleanup(conn, dom, spec, pool, layer_id, claim, overlay_made)
         if isinstance(e, (exception.CorruptSubstrate,
                           exception.NoSubstrate)):
-            raise
+            raise e
         if isinstance(e, (exception.SubstrateError, libvirt.libvirtError)):
             raise exception.ActivationError(
                 'activating %s from substrate %s failed: %s'
@@ -157,6 +157,19 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
              timings['running_s'])
     return Clone(dom, key, layer_id, spec.overlay_path,
                  {k: round(v, 4) for k, v in timings.items()}, report)
+
+
+def _check_digest(pool, key, template, digest):
+    """Wait for the checksum of the memory state; remove key if it differs."""
+    if digest is None:
+        return
+    digest.join()
+    if digest.result != template.meta['stream_sha256']:
+        pool.remove(key)
+        raise exception.CorruptSubstrate(
+            'memory state of substrate %s does not match its checksum (%s); '
+            'the substrate was removed'
+            % (key, digest.error or 'content differs'))
 
 
 def _clone_xml(template_xml, spec):

@@ -141,6 +141,24 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     return template
 
 
+def abort_builds(conn, layer_root):
+    """Destroy the build domains whose layers are under layer_root.
+
+    Their builds then fail at their next step and clean up after
+    themselves; a service that stops does not wait for a boot to finish.
+    """
+    aborted = 0
+    for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+        try:
+            if (dom.name().startswith(DOMAIN_PREFIX) and
+                    layer_root.rstrip(os.sep) + os.sep in dom.XMLDesc(0)):
+                dom.destroy()
+                aborted += 1
+        except libvirt.libvirtError:
+            continue    # gone meanwhile
+    return aborted
+
+
 def _copy_boot_files(xml, layer_dir):
     """xml reading its kernel, initrd and other disks from layer_dir copies.
 

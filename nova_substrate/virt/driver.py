@@ -109,7 +109,16 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         self.keeper.start()
 
     def cleanup_host(self, host):
-        self.keeper.stop(timeout=5)
+        # The keeper stops after its current step; a build in progress is
+        # aborted rather than waited for (it would hold the service's
+        # shutdown for the length of a boot), and cleans up after itself.
+        # Nothing here may block: nova-compute shuts its thread pools down
+        # right after this returns.
+        self.keeper.stop()
+        threading.Thread(target=build.abort_builds, daemon=True,
+                         name='substrate-abort-builds',
+                         args=(self._host.get_connection(),
+                               self.pool.layer_root)).start()
         super().cleanup_host(host)
 
     def list_instances(self):

@@ -57,11 +57,17 @@ class PoolKeeper(object):
                                         name='substrate-pool-keeper')
         self._thread.start()
 
-    def stop(self, timeout=None):
+    def stop(self):
+        """Ask the thread to stop after its current step."""
         self._stopping.set()
         self._wakeup.set()
+
+    def join(self, timeout=None):
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                LOG.warning('The substrate pool keeper did not stop within '
+                            '%s s', timeout)
 
     def wake(self):
         self._wakeup.set()
@@ -93,6 +99,8 @@ class PoolKeeper(object):
 
     def run_once(self, context):
         for configured in self.targets.unresolved():
+            if self._stopping.is_set():
+                return
             try:
                 source = self.builder.resolve(context, configured)
             except Exception as e:
@@ -105,6 +113,8 @@ class PoolKeeper(object):
             if self._stopping.is_set():
                 return
             self.ensure(context, target)
+        if self._stopping.is_set():
+            return
         self.purge(context)
         self.pool.collect_layers(self.builder.layer_user_alive)
 

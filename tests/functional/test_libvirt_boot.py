@@ -4,9 +4,9 @@ import os
 
 import libvirt
 
-from tests.functional import base
+from nova_substrate.testing import libvirt_cloud as base
 
-GUEST_READY = 'nova-substrate-guest: ready'
+GUEST_READY = base.GUEST_READY_LINE
 
 
 class LibvirtBootTest(base.RealLibvirtTestCase):

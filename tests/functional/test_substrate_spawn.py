@@ -1,9 +1,13 @@
 """SubstrateDriver in Nova: activated when it can, booted when it cannot."""
 
+import os
+
 import libvirt
 
 from nova_substrate import notifications
-from tests.functional import substrate_base
+from nova_substrate import substrate_key
+from nova_substrate.testing import libvirt_cloud as base
+from nova_substrate.testing import substrate_cloud as substrate_base
 
 
 class SubstrateSpawnTest(substrate_base.SubstrateDriverTestCase):
@@ -44,5 +48,77 @@ class SubstrateSpawnTest(substrate_base.SubstrateDriverTestCase):
         self.wait_for_substrate(key)
 
         self.delete_server(server)
-        self.assertEqual([], [n for n in __import__('os').listdir(
-            self.instances_path) if n.startswith(server['id'])])
+        self.assertEqual([], [n for n in os.listdir(self.instances_path)
+                              if n.startswith(server['id'])])
+
+    def test_normal_flavor_is_booted_and_not_recorded(self):
+        server = self.wait_for_active(
+            self.boot_server(flavor_id=self.normal_flavor_id))
+
+        self.assertIn(base.GUEST_READY_LINE,
+                      self.wait_for_console(server, base.GUEST_READY_LINE))
+        self.assertNotIn('substrate_spawn', self.instance_sysmeta(server))
+        self.assertEqual([], self.substrate_events(server))
+        self.assertEqual([], [r for r in self.driver.activation_log.read()
+                              if r['instance_uuid'] == server['id']])
+
+    def test_substrate_flavor_without_substrate_boots_then_demand_docks_one(
+            self):
+        # Not in [substrate] pools: the host learns of this key from the
+        # request itself.
+        flavor_id = self._create_flavor(
+            name='m1.substrate-2cpu', memory_mb=self.FLAVOR_MEMORY_MB,
+            vcpu=2, disk=self.FLAVOR_ROOT_GB, ephemeral=0, swap=0,
+            extra_spec={substrate_key.ENABLED: 'true'})
+        key = self.substrate_key(flavor_id)
+        self.assertIsNone(self.driver.pool.get(key))
+
+        first = self.wait_for_active(self.boot_server(flavor_id=flavor_id))
+
+        record = self.spawn_record(first)
+        self.assertEqual(notifications.BOOTED, record['mode'])
+        self.assertIn('holds no substrate', record['reason'])
+        self.assertEqual([notifications.BOOT_END],
+                         [e for e, _p in self.substrate_events(first)])
+        self.assertIn(base.GUEST_READY_LINE,
+                      self.wait_for_console(first, base.GUEST_READY_LINE))
+
+        # A demand pool keeps substrates_per_key (2) ready copies.
+        self.wait_for_substrate(key, ready=2)
+        second = self.wait_for_active(self.boot_server(flavor_id=flavor_id))
+        self.assertEqual(notifications.ACTIVATED,
+                         self.spawn_record(second)['mode'])
+        self.assertEqual(2, self.guest_vcpus(second))
+
+    def test_failed_activation_boots_and_leaves_nothing_behind(self):
+        key = self.wait_for_substrate()
+        # The docked memory state is damaged after it was built: the
+        # template and its ready copies, so that a refill racing with the
+        # request cannot hand out a sound one.
+        template = self.driver.pool.get(key)
+        for path in [template.save_path] + self.ready_files(key):
+            with open(path, 'r+b') as f:
+                f.seek(os.path.getsize(path) // 2)
+                f.write(os.urandom(4096))
+
+        server = self.wait_for_active(
+            self.boot_server(flavor_id=self.substrate_flavor_id))
+
+        record = self.spawn_record(server)
+        self.assertEqual(notifications.BOOTED, record['mode'])
+        # Caught by the checksum or by QEMU, depending on where the bytes
+        # landed.
+        self.assertIn('activation failed', record['reason'])
+        self.assertEqual([notifications.ACTIVATE_ERROR,
+                          notifications.BOOT_END],
+                         [e for e, _p in self.substrate_events(server)])
+        self.assertIn(base.GUEST_READY_LINE,
+                      self.wait_for_console(server, base.GUEST_READY_LINE))
+        self.assertEqual(libvirt.VIR_DOMAIN_RUNNING,
+                         self.domain_of(server).state()[0])
+        self.assert_no_activation_leftovers(server)
+        # The damaged substrate was removed, not handed out again (the
+        # keeper may have built a new one since).
+        rebuilt = self.driver.pool.get(key)
+        self.assertTrue(rebuilt is None or rebuilt.meta['layer_id'] !=
+                        template.meta['layer_id'])

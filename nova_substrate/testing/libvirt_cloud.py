@@ -47,6 +47,8 @@ WORK_ROOT = os.environ.get('NOVA_SUBSTRATE_FUNCTIONAL_WORK',
                            '/var/tmp/nova-substrate-functional')
 INSTANCES_PATH_PREFIX = 'instances-'
 INSTANCE_NAME_PREFIX = 'instance-'
+# What the tiny test guest prints on its console once it has booted.
+GUEST_READY_LINE = 'nova-substrate-guest: ready'
 # The substrate engine's build domains, which run under their own names.
 BUILD_DOMAIN_PREFIX = 'substrate-'
 
@@ -268,6 +270,26 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
             return current if current['status'] == 'ACTIVE' else None
         return self._wait_for(active, timeout,
                               'server %s to become ACTIVE' % server['id'])
+
+    def wait_for_status(self, server, status, timeout=ACTIVE_TIMEOUT,
+                        task_state=None):
+        """The server once its status is status and no task runs on it."""
+        def reached():
+            current = self.api.get_server(server['id'])
+            if current['status'] == 'ERROR' and status != 'ERROR':
+                self.fail('server %s went to ERROR: %s'
+                          % (server['id'], current.get('fault')))
+            return current if (
+                current['status'] == status and
+                current.get('OS-EXT-STS:task_state') == task_state) else None
+        return self._wait_for(reached, timeout, 'server %s to be %s'
+                              % (server['id'], status))
+
+    def server_action(self, server, action, body=None, status='ACTIVE',
+                      timeout=ACTIVE_TIMEOUT):
+        """POST a server action and wait for the status it leads to."""
+        self.api.post_server_action(server['id'], {action: body})
+        return self.wait_for_status(server, status, timeout)
 
     def delete_server(self, server, timeout=DELETE_TIMEOUT):
         """DELETE the server and wait until the API no longer knows it."""

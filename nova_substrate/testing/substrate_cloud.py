@@ -20,7 +20,7 @@ from oslo_messaging.notify import _impl_test as messaging_test
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate import notifications
 from nova_substrate import substrate_key
-from tests.functional import base
+from nova_substrate.testing import libvirt_cloud as base
 
 POOL_ROOT = '/dev/shm/nova-substrate-functional'
 SUBSTRATE_FLAVOR = 'm1.substrate'
@@ -119,6 +119,11 @@ class SubstrateDriverTestCase(base.RealLibvirtTestCase):
         return agent.run('/bin/hostname', deadline=time.monotonic() + 30
                          ).stdout.strip()
 
+    def guest_vcpus(self, server):
+        agent = guest_agent.GuestAgent(self.domain_of(server))
+        return sum(1 for cpu in agent.command('guest-get-vcpus')
+                   if cpu['online'])
+
     def disk_backing(self, server):
         from nova_substrate.engine import qemuimg
         return qemuimg.backing_file(os.path.join(self.instance_dir(server),
@@ -140,6 +145,27 @@ class SubstrateDriverTestCase(base.RealLibvirtTestCase):
 
     def pool_files(self, sub):
         return sorted(os.listdir(os.path.join(self.pool_path, sub)))
+
+    def ready_files(self, key):
+        ready = os.path.join(self.pool_path, 'ready', key)
+        return sorted(os.path.join(ready, n) for n in os.listdir(ready))
+
+    def assert_no_activation_leftovers(self, server):
+        """Nothing of an activation remains beside a booted instance."""
+        self.assertEqual([], self.pool_files('claimed'))
+        self.assertEqual([], self.pool_files('tmp'))
+        self.assertEqual(
+            [], [layer for layer, users in self.layer_users().items()
+                 if server['id'] in users])
+        self.assertEqual(['console.log', 'disk', 'disk.info', 'kernel',
+                          'ramdisk'],
+                         sorted(os.listdir(self.instance_dir(server))))
+        self.assertEqual(os.path.join(self.instances_path, '_base'),
+                         os.path.dirname(self.disk_backing(server)))
+        self.assertEqual(
+            [server['id']],
+            [d.UUIDString() for d in self.conn.listAllDomains()
+             if d.UUIDString() == server['id']])
 
 
 def dump(obj):

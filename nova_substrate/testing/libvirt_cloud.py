@@ -120,6 +120,7 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
 
         super().setUp()
 
+        self._keep_uploaded_image_data()
         self.flavor_id = self._create_flavor(
             memory_mb=self.FLAVOR_MEMORY_MB, vcpu=self.FLAVOR_VCPUS,
             disk=self.FLAVOR_ROOT_GB, ephemeral=0, swap=0)
@@ -209,6 +210,34 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
         self.flags(api_paste_config=_api_paste_config(), group='wsgi')
 
     # Images and servers.
+
+    def _keep_uploaded_image_data(self):
+        """Make the harness's image service keep what is uploaded to it.
+
+        GlanceFixture drops the data of an image update, which is how a
+        snapshot's disk reaches Glance; a real Glance keeps it, and
+        unshelving boots from it.
+        """
+        glance = self.glance
+        real_update = glance.update
+
+        def update(context, image_id, metadata, data=None,
+                   purge_props=False):
+            image = real_update(context, image_id, metadata, data=None,
+                                purge_props=purge_props)
+            if data is not None:
+                content = data.read() if hasattr(data, 'read') else data
+                if not isinstance(content, bytes):
+                    content = b''.join(content)
+                glance._imagedata[image_id] = content
+                image['size'] = len(content)
+                image['status'] = 'active'
+            return image
+        # Nova's image API looks the method up on the fixture per call.
+        glance.update = update
+
+    def image_data(self, image_id):
+        return self.glance._imagedata.get(image_id, b'')
 
     def _register_guest_images(self):
         """The guest as an AMI-style image set; the disk image's id.

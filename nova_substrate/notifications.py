@@ -25,7 +25,6 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log as logging
-import oslo_messaging as messaging
 
 LOG = logging.getLogger(__name__)
 
@@ -52,6 +51,9 @@ def _notifier(host):
     event types Nova itself defines.
     """
     if host not in _notifiers:
+        # Imported here: the command line reads the activation log
+        # without loading the messaging stack.
+        import oslo_messaging as messaging
         from nova import rpc    # the transport nova-compute set up
         transport = (rpc.NOTIFICATION_TRANSPORT or
                      messaging.get_notification_transport(cfg.CONF))

@@ -49,6 +49,8 @@ class PoolKeeper(object):
         #: Rounds completed; tests and the command line wait on it.
         self.rounds = 0
         self._round_done = threading.Condition()
+        self._paused = False
+        self._in_round = False
 
     # -- the thread --------------------------------------------------------
 
@@ -72,6 +74,20 @@ class PoolKeeper(object):
     def wake(self):
         self._wakeup.set()
 
+    def pause(self):
+        """No more rounds of its own until resume(); run_once still works.
+
+        Returns once a round in progress is over.
+        """
+        with self._round_done:
+            self._paused = True
+            self._round_done.wait_for(lambda: not self._in_round)
+
+    def resume(self):
+        with self._round_done:
+            self._paused = False
+        self.wake()
+
     def wait_rounds(self, count, timeout):
         """Wait until count more rounds have completed; True if they did."""
         with self._round_done:
@@ -86,13 +102,17 @@ class PoolKeeper(object):
     def _run(self):
         while not self._stopping.is_set():
             self._wakeup.clear()
-            try:
-                self.run_once(self.context_factory())
-            except Exception:
-                LOG.exception('Substrate pool upkeep failed')
             with self._round_done:
-                self.rounds += 1
-                self._round_done.notify_all()
+                self._in_round = not self._paused
+            if self._in_round:
+                try:
+                    self.run_once(self.context_factory())
+                except Exception:
+                    LOG.exception('Substrate pool upkeep failed')
+                with self._round_done:
+                    self._in_round = False
+                    self.rounds += 1
+                    self._round_done.notify_all()
             self._wakeup.wait(self.interval)
 
     # -- one round ---------------------------------------------------------

@@ -75,6 +75,16 @@ class ActivationPlan(object):
         self.tried = False
         self.clone = None
         self.error = None
+        self.started = time.monotonic()
+        #: Seconds from the start of spawn() to each step of the driver's.
+        self.marks = {}
+
+    def mark(self, name):
+        self.marks[name] = round(time.monotonic() - self.started, 4)
+
+    def timings(self):
+        """The activation's phases, then the driver's steps around it."""
+        return dict(self.clone.timings, spawn=dict(self.marks))
 
 
 class SubstrateDriver(libvirt_driver.LibvirtDriver):
@@ -173,6 +183,8 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         finally:
             self._plans.pop(instance.uuid, None)
             self.keeper.wake()
+        if plan is not None:
+            plan.mark('spawned_s')
         self._report_spawn(context, instance, source.key, plan, reason,
                            time.monotonic() - started)
 
@@ -223,14 +235,17 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                                          power_on=power_on, pause=pause,
                                          post_xml_callback=post_xml_callback)
         plan.tried = True
+        plan.mark('xml_s')
         # Defined first, as LibvirtDriver does: the config drive is made
         # from the defined domain's devices, and the restore then takes
         # over the definition.
         libvirt_guest.Guest.create(xml, self._host)
         if post_xml_callback is not None:
             post_xml_callback()
+        plan.mark('defined_s')
         try:
             guest = self._activate(instance, xml, plan)
+            plan.mark('activated_s')
         except Exception as e:
             plan.error = e
             LOG.warning('Activation from substrate %s failed, booting the '
@@ -302,7 +317,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         activated = plan is not None and plan.clone is not None
         notifications.report_spawn(
             context, self.activation_log, instance, key, seconds,
-            timings=plan.clone.timings if activated else None,
+            timings=plan.timings() if activated else None,
             error=plan.error if plan is not None else None,
             reason=reason)
 

@@ -9,6 +9,7 @@ its ready substrates, and refills the pool at the next resource update,
 as the real driver's upkeep does in the background.
 """
 
+import contextlib
 import threading
 import time
 
@@ -44,6 +45,7 @@ class FakeSubstrateDriver(fake.MediumFakeDriver):
         self.keys = {}
         self._resolved = set()
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.activation_log = notifications.ActivationLog(
             CONF.substrate.activation_log)
 
@@ -95,7 +97,8 @@ class FakeSubstrateDriver(fake.MediumFakeDriver):
         super().spawn(context, instance, image_meta, injected_files,
                       admin_password, allocations, network_info,
                       block_device_info, power_on, accel_info)
-        if not substrate_key.wants_substrate(instance.flavor):
+        if getattr(self._local, 'tracking_only', False) or \
+                not substrate_key.wants_substrate(instance.flavor):
             return
         key = substrate_key.substrate_key(image_meta, instance.flavor)
         activated = self.take(key)
@@ -105,6 +108,31 @@ class FakeSubstrateDriver(fake.MediumFakeDriver):
             timings={'ready_s': 0.0} if activated else None,
             reason=None if activated else
             'this host holds no substrate %s' % key)
+
+    # FakeDriver spawns an instance again to track it when it arrives by a
+    # migration, or when a hard reboot finds it missing. The real driver
+    # moves or restarts the guest then: nothing is activated or recorded.
+
+    @contextlib.contextmanager
+    def _tracking_only(self):
+        self._local.tracking_only = True
+        try:
+            yield
+        finally:
+            self._local.tracking_only = False
+
+    def finish_migration(self, *args, **kwargs):
+        with self._tracking_only():
+            return super().finish_migration(*args, **kwargs)
+
+    def post_live_migration_at_destination(self, *args, **kwargs):
+        with self._tracking_only():
+            return super().post_live_migration_at_destination(*args,
+                                                              **kwargs)
+
+    def reboot(self, *args, **kwargs):
+        with self._tracking_only():
+            return super().reboot(*args, **kwargs)
 
     def get_available_resource(self, nodename):
         self._resolve_pools()

@@ -171,6 +171,7 @@ class PoolKeeper(object):
                 continue
             state = self.builder.image_state(context, labels)
             if state in (GONE, CHANGED):
+                self.targets.forget_image(labels['image_id'])
                 with self._key_lock(template.key):
                     self.pool.remove(template.key)
                 LOG.info('Removed substrate %s: its image %s is %s',

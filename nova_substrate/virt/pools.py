@@ -95,6 +95,21 @@ class PoolTargets(object):
         with self._lock:
             self._requests[source.key].append(now or time.time())
 
+    def forget_image(self, image_id):
+        """Drop what was learned of an image that was deleted or changed.
+
+        Configured pools of it are resolved again (from the image as it
+        is now); demand for its old keys ends.
+        """
+        with self._lock:
+            for pool in self.configured:
+                if pool.image_id == image_id:
+                    pool.source = None
+            for key in [k for k, src in self._sources.items()
+                        if src.image_meta.id == image_id]:
+                del self._sources[key]
+                self._requests.pop(key, None)
+
     def unresolved(self):
         """Configured pools whose image or flavor is not known yet."""
         with self._lock:

@@ -81,3 +81,33 @@ class AggregateImageCacheTest(substrate_cloud.SubstrateDriverTestCase):
         self.assertTrue(os.path.exists(template.meta['base']))
         self.assertEqual(os.path.join(self.instances_path, '_base'),
                          os.path.dirname(template.meta['base']))
+
+
+class PoolUpkeepTest(substrate_cloud.SubstrateDriverTestCase):
+
+    def test_substrates_of_a_deleted_image_are_purged(self):
+        key = self.wait_for_substrate()
+        layer_id = self.driver.pool.get(key).meta['layer_id']
+
+        self.glance.delete(nova_context.get_admin_context(), self.image_id)
+
+        self._wait_for(lambda: self.driver.pool.get(key) is None, 30,
+                       'the substrate of the deleted image to go')
+        self._wait_for(lambda: layer_id not in self.driver.pool.layers(), 30,
+                       'its layer to go')
+        self.assertEqual([], self.pool_files('templates'))
+
+    def test_substrates_of_a_changed_image_are_purged(self):
+        key = self.wait_for_substrate()
+        ctx = nova_context.get_admin_context()
+
+        # A property that shapes the domain: the key it belongs to is gone.
+        self.glance.update(ctx, self.image_id,
+                           {'properties': {'hw_video_model': 'vga'}})
+
+        self._wait_for(lambda: self.driver.pool.get(key) is None, 30,
+                       'the substrate of the changed image to go')
+        # The configured pool is built again, for the image as it is now.
+        new_key = self.substrate_key()
+        self.assertNotEqual(key, new_key)
+        self.wait_for_substrate(new_key)

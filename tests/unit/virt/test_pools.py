@@ -201,3 +201,22 @@ class FromConfTest(testtools.TestCase):
         self.assertFalse(targets.demand_pools)
         self.assertEqual(600, targets.demand_window)
         self.assertEqual((1, 8), (targets.floor, targets.ceiling))
+
+
+class ForgetImageTest(testtools.TestCase):
+
+    def test_deleted_or_changed_image_is_resolved_again_and_not_demanded(
+            self):
+        targets = pools.PoolTargets(['%s:m1.substrate:3' % IMAGE_1],
+                                    demand_window=3600, floor=2, ceiling=4)
+        targets.learn(source())
+        targets.record_request(source(IMAGE_1, 'm1.other', '43'), now=NOW)
+        targets.record_request(source(IMAGE_2), now=NOW)
+        self.assertEqual(3, len(targets.targets(now=NOW)))
+
+        targets.forget_image(IMAGE_1)
+
+        self.assertEqual([IMAGE_1],
+                         [p.image_id for p in targets.unresolved()])
+        self.assertEqual([IMAGE_2], [t.source.image_meta.id
+                                     for t in targets.targets(now=NOW)])

@@ -210,7 +210,8 @@ class ForgetImageTest(testtools.TestCase):
         targets = pools.PoolTargets(['%s:m1.substrate:3' % IMAGE_1],
                                     demand_window=3600, floor=2, ceiling=4)
         targets.learn(source())
-        targets.record_request(source(IMAGE_1, 'm1.other', '43'), now=NOW)
+        targets.record_request(source(IMAGE_1, 'm1.other', '43', 1024),
+                               now=NOW)
         targets.record_request(source(IMAGE_2), now=NOW)
         self.assertEqual(3, len(targets.targets(now=NOW)))
 

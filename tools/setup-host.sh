@@ -24,6 +24,8 @@ PACKAGES=(
     libvirt-daemon-system libvirt-dev libvirt-clients pkg-config
     linux-image-cloud-amd64 busybox-static qemu-guest-agent
     debootstrap cpio e2fsprogs
+    # Nova's VIF driver makes tap devices with "ip" (functional tests).
+    iproute2
     gcc libc6-dev python3-venv
     # libvirt-python has no wheels: pip compiles it against these headers.
     python3-dev

@@ -281,12 +281,13 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
         with open(path, 'rb') as data:
             return self.glance.create(None, metadata, data=data)
 
-    def boot_server(self, name=None, image_id=None, flavor_id=None):
-        """POST /servers with the guest image and no network; the server."""
+    def boot_server(self, name=None, image_id=None, flavor_id=None,
+                    networks='none'):
+        """POST /servers with the guest image (no network by default)."""
         body = self._build_server(name=name,
                                   image_uuid=image_id or self.image_id,
                                   flavor_id=flavor_id or self.flavor_id,
-                                  networks='none')
+                                  networks=networks)
         return self.api.post_server({'server': body})
 
     def wait_for_active(self, server, timeout=ACTIVE_TIMEOUT):

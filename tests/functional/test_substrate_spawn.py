@@ -1,9 +1,11 @@
 """SubstrateDriver in Nova: activated when it can, booted when it cannot."""
 
 import os
+import subprocess
 
 import libvirt
 
+from nova_substrate.engine import guest as guest_agent
 from nova_substrate import notifications
 from nova_substrate import substrate_key
 from nova_substrate.testing import libvirt_cloud as base
@@ -122,3 +124,33 @@ class SubstrateSpawnTest(substrate_base.SubstrateDriverTestCase):
         rebuilt = self.driver.pool.get(key)
         self.assertTrue(rebuilt is None or rebuilt.meta['layer_id'] !=
                         template.meta['layer_id'])
+
+    def test_activated_instance_gets_its_port_plugged_and_hot_plugged(self):
+        # A port bound as a plain tap device: Nova's VIF driver creates the
+        # tap on the host (as root), the clone gets it as a hot-plugged NIC.
+        port = self.neutron.port_1
+        self.neutron._ports[port['id']]['binding:vif_type'] = 'tap'
+        tap = ('tap' + port['id'])[:14]
+        self.addCleanup(subprocess.call, ['ip', 'link', 'del', tap],
+                        stderr=subprocess.DEVNULL)
+        self.wait_for_substrate()
+
+        server = self.wait_for_active(self.boot_server(
+            flavor_id=self.substrate_flavor_id,
+            networks=[{'port': port['id']}]))
+
+        self.assertEqual(notifications.ACTIVATED,
+                         self.spawn_record(server)['mode'])
+        xml = self.domain_of(server).XMLDesc(0)
+        self.assertIn("<mac address='%s'/>" % port['mac_address'], xml)
+        self.assertIn("<target dev='%s'" % tap, xml)
+        self.assertTrue(os.path.exists('/sys/class/net/%s' % tap))
+        # The guest has it, up (the hook confirmed it before activation
+        # counted as done).
+        agent = guest_agent.GuestAgent(self.domain_of(server))
+        macs = {nic.get('hardware-address') for nic in
+                agent.command('guest-network-get-interfaces')}
+        self.assertIn(port['mac_address'], macs)
+
+        self.delete_server(server)
+        self.assertFalse(os.path.exists('/sys/class/net/%s' % tap))

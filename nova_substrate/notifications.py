@@ -50,16 +50,22 @@ def _notifier(host):
     own notifications. Nova's notifier is not used: it only lets through
     event types Nova itself defines.
     """
-    if host not in _notifiers:
-        # Imported here: the command line reads the activation log
-        # without loading the messaging stack.
-        import oslo_messaging as messaging
-        from nova import rpc    # the transport nova-compute set up
-        transport = (rpc.NOTIFICATION_TRANSPORT or
-                     messaging.get_notification_transport(cfg.CONF))
-        _notifiers[host] = messaging.Notifier(
+    # Imported here: the command line reads the activation log without
+    # loading the messaging stack.
+    import oslo_messaging as messaging
+    from nova import rpc    # the transport nova-compute set up
+    transport = rpc.NOTIFICATION_TRANSPORT
+    if transport is None:
+        if None not in _notifiers:
+            _notifiers[None] = messaging.get_notification_transport(cfg.CONF)
+        transport = _notifiers[None]
+    # Keyed by transport too: a process whose transport is set up again
+    # (a restarted service, a test) gets a notifier on the new one.
+    cache_key = (id(transport), host)
+    if cache_key not in _notifiers:
+        _notifiers[cache_key] = messaging.Notifier(
             transport, publisher_id='substrate.%s' % host)
-    return _notifiers[host]
+    return _notifiers[cache_key]
 
 
 def notify(context, host, event_type, payload):

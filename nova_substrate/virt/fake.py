@@ -101,13 +101,18 @@ class FakeSubstrateDriver(fake.MediumFakeDriver):
                 not substrate_key.wants_substrate(instance.flavor):
             return
         key = substrate_key.substrate_key(image_meta, instance.flavor)
-        activated = self.take(key)
+        # As SubstrateDriver: an instance not powered on is not activated.
+        activated = power_on and self.take(key)
+        if activated:
+            reason = None
+        elif not power_on:
+            reason = 'the instance is not to be powered on'
+        else:
+            reason = 'this host holds no substrate %s' % key
         notifications.report_spawn(
             context, self.activation_log, instance, key,
             time.monotonic() - started,
-            timings={'ready_s': 0.0} if activated else None,
-            reason=None if activated else
-            'this host holds no substrate %s' % key)
+            timings={'ready_s': 0.0} if activated else None, reason=reason)
 
     # FakeDriver spawns an instance again to track it when it arrives by a
     # migration, or when a hard reboot finds it missing. The real driver

@@ -134,6 +134,15 @@ substrate_opts = [
                     'missing templates, refill, purge substrates of '
                     'deleted or changed images). Activations also start a '
                     'round at once, to refill.'),
+    cfg.FloatOpt('weight_multiplier',
+                 default=10.0,
+                 help='Multiplier of SubstrateWeigher (scheduler), which '
+                      'prefers hosts holding a substrate for the request, '
+                      'then hosts with a warm image cache. The default '
+                      'outweighs Nova\'s default weighers together. A host '
+                      'aggregate overrides it with the metadata key '
+                      'substrate_weight_multiplier. Negative values avoid '
+                      'such hosts.'),
     cfg.StrOpt('activation_log',
                default='/var/lib/nova-substrate/activations.jsonl',
                help='File where the driver records, per instance spawned '

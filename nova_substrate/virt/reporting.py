@@ -15,6 +15,9 @@ are strings):
     cost of copying the template first.
 ``substrate_memory_mb`` / ``substrate_budget_mb``
     What the pool holds and may hold.
+``substrate_cache.<image id>``
+    Bytes held by the host's boot working-set cache of that image; a
+    positive value means the cache is warm.
 
 Traits on the host's resource provider (placement):
 
@@ -27,6 +30,7 @@ Traits on the host's resource provider (placement):
 HOST_STAT = 'substrate_host'
 KEY_STAT_PREFIX = 'substrate.'
 MEMORY_STAT = 'substrate_memory_mb'
+CACHE_STAT_PREFIX = 'substrate_cache.'
 BUDGET_STAT = 'substrate_budget_mb'
 
 TRAIT_PREFIX = 'CUSTOM_SUBSTRATE_'
@@ -56,6 +60,16 @@ def ready_from_stats(stats):
             except (TypeError, ValueError):
                 continue
     return ready
+
+
+def cache_is_warm(stats, image_id):
+    """Does a host's stats show a warm boot cache of image_id?"""
+    if not image_id:
+        return False
+    try:
+        return int((stats or {}).get(CACHE_STAT_PREFIX + image_id, 0)) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def wanted_traits(ready_by_key):

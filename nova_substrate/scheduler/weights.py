@@ -1,0 +1,49 @@
+"""SubstrateWeigher: substrates first, then warm image caches, then the rest.
+
+Add ``nova_substrate.scheduler.weights.SubstrateWeigher`` to
+``[filter_scheduler] weight_classes``. For a substrate flavor a host
+weighs ``2 + n`` with n ready substrates of the request's key that this
+request has not used, 1 with a warm boot working-set cache for the
+request's image, 0 otherwise; for other flavors a warm cache weighs 1.
+Nova normalizes each weigher's weights over the candidates and multiplies
+them by ``[substrate] weight_multiplier``, which a host aggregate
+overrides with the metadata key ``substrate_weight_multiplier``, as for
+Nova's own weighers. The default multiplier outweighs Nova's default
+weighers together, so a host with a substrate wins over a host with more
+free RAM.
+"""
+
+from nova.scheduler import utils as scheduler_utils
+from nova.scheduler import weights
+
+from nova_substrate import conf as substrate_conf
+from nova_substrate.scheduler import request
+
+CONF = substrate_conf.CONF
+AGGREGATE_KEY = 'substrate_weight_multiplier'
+
+
+class SubstrateWeigher(weights.BaseHostWeigher):
+
+    minval = 0
+
+    def weight_multiplier(self, host_state):
+        return scheduler_utils.get_weight_multiplier(
+            host_state, AGGREGATE_KEY, CONF.substrate.weight_multiplier)
+
+    def weigh_objects(self, weighed_obj_list, spec_obj):
+        if 'flavor' in spec_obj and spec_obj.flavor is not None:
+            state = request.RequestState.of(spec_obj)
+            if state.wanted:
+                state.observe(spec_obj, [w.obj for w in weighed_obj_list])
+        return super().weigh_objects(weighed_obj_list, spec_obj)
+
+    def _weigh_object(self, host_state, spec_obj):
+        if 'flavor' not in spec_obj or spec_obj.flavor is None:
+            return 0
+        state = request.RequestState.of(spec_obj)
+        if state.wanted:
+            ready = state.available(host_state)
+            if ready > 0:
+                return 2 + ready
+        return 1 if state.warm_cache(host_state) else 0

@@ -13,7 +13,11 @@ candidate host holds one:
   the instance boots normally where the other filters and the weighers
   send it;
 - ``substrate:fallback=false``: none is kept, and the instance goes to
-  ERROR with a fault saying that no host holds a substrate.
+  ERROR with a fault saying that no host holds a substrate. In a
+  multi-create whose earlier instances took the substrates there were,
+  the request fails as Nova fails one it has too few hosts for ("There
+  are not enough hosts available"), so that Nova releases the placement
+  claims of those earlier instances; the scheduler logs the reason.
 
 Operations other than a new build:
 
@@ -32,8 +36,11 @@ Flavors without substrate extra specs pass untouched.
 from nova import exception
 from nova.scheduler import filters
 from nova.scheduler import utils as scheduler_utils
+from oslo_log import log as logging
 
 from nova_substrate.scheduler import request
+
+LOG = logging.getLogger(__name__)
 
 
 class SubstrateFilter(filters.BaseHostFilter):
@@ -53,11 +60,18 @@ class SubstrateFilter(filters.BaseHostFilter):
         if holding:
             return holding
         if state.strict and state.new_build:
-            raise exception.NoValidHost(
-                reason='No host holds a substrate for image %s with flavor '
-                       '%s (substrate key %s), and the flavor has '
-                       'substrate:fallback=false.'
-                       % (state.image_id, spec_obj.flavor.name, state.key))
+            reason = ('No host holds a substrate for image %s with flavor '
+                      '%s (substrate key %s), and the flavor has '
+                      'substrate:fallback=false.'
+                      % (state.image_id, spec_obj.flavor.name, state.key))
+            if state.placed:
+                # Nova releases the claims of the instances it placed so
+                # far only when a filter leaves no host; raising here
+                # would leave their allocations in placement.
+                LOG.warning('Instance %d of the request: %s',
+                            state.placed + 1, reason)
+                return []
+            raise exception.NoValidHost(reason=reason)
         return hosts
 
     def host_passes(self, host_state, spec_obj):

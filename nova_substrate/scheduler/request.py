@@ -42,6 +42,8 @@ class RequestState(object):
             spec_obj.image and 'id' in spec_obj.image else None
         self.new_build = _is_new_build(spec_obj)
         self.instance_uuid = None
+        #: Instances of this request placed before the one now scheduled.
+        self.placed = 0
         self.io_ops = {}
         self.taken = {}
 
@@ -60,6 +62,8 @@ class RequestState(object):
             else None
         if uuid == self.instance_uuid and self.io_ops:
             return      # the weigher, after the filter, for one instance
+        if self.io_ops:
+            self.placed += 1
         for host_state in host_states:
             hid = _host_id(host_state)
             before = self.io_ops.get(hid)
@@ -70,8 +74,12 @@ class RequestState(object):
 
     def available(self, host_state):
         """Ready substrates of the request's key the host can still give."""
-        ready = reporting.ready_from_stats(host_state.stats).get(self.key, 0)
-        return ready - self.taken.get(_host_id(host_state), 0)
+        # One lookup per host: this runs for every candidate of every
+        # request.
+        ready = reporting.ready_count(host_state.stats, self.key)
+        if ready and self.taken:
+            ready -= self.taken.get(_host_id(host_state), 0)
+        return ready
 
     def warm_cache(self, host_state):
         return reporting.cache_is_warm(host_state.stats, self.image_id)

@@ -26,22 +26,35 @@ AGGREGATE_KEY = 'substrate_weight_multiplier'
 class SubstrateWeigher(weights.BaseHostWeigher):
 
     minval = 0
+    _multiplier = None
 
     def weight_multiplier(self, host_state):
+        if not host_state.aggregates:
+            return self._multiplier
         return scheduler_utils.get_weight_multiplier(
-            host_state, AGGREGATE_KEY, CONF.substrate.weight_multiplier)
+            host_state, AGGREGATE_KEY, self._multiplier)
 
     def weigh_objects(self, weighed_obj_list, spec_obj):
-        if 'flavor' in spec_obj and spec_obj.flavor is not None:
-            state = request.RequestState.of(spec_obj)
-            if state.wanted:
-                state.observe(spec_obj, [w.obj for w in weighed_obj_list])
-        return super().weigh_objects(weighed_obj_list, spec_obj)
+        # Read once per request, not once per host: Nova asks for each
+        # host's multiplier after this.
+        self._multiplier = CONF.substrate.weight_multiplier
+        hosts = [weighed.obj for weighed in weighed_obj_list]
+        if 'flavor' not in spec_obj or spec_obj.flavor is None:
+            return [0] * len(hosts)
+        state = request.RequestState.of(spec_obj)
+        if state.wanted:
+            state.observe(spec_obj, hosts)
+        # Every candidate of every request passes here: one pass, no
+        # call per host.
+        return [self._weight(state, host) for host in hosts]
 
     def _weigh_object(self, host_state, spec_obj):
         if 'flavor' not in spec_obj or spec_obj.flavor is None:
             return 0
-        state = request.RequestState.of(spec_obj)
+        return self._weight(request.RequestState.of(spec_obj), host_state)
+
+    @staticmethod
+    def _weight(state, host_state):
         if state.wanted:
             ready = state.available(host_state)
             if ready > 0:

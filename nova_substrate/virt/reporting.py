@@ -50,6 +50,17 @@ def pool_stats(ready_by_key, memory_mb, budget_mb):
     return stats
 
 
+def ready_count(stats, key):
+    """Ready substrates of one key in a host's stats (0 if none or junk)."""
+    value = (stats or {}).get(KEY_STAT_PREFIX + key)
+    if value is None:
+        return 0
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def ready_from_stats(stats):
     """{key: ready substrates} from a host's stats (the scheduler's side)."""
     ready = {}

@@ -5,12 +5,15 @@ Add ``nova_substrate.scheduler.weights.SubstrateWeigher`` to
 weighs ``2 + n`` with n ready substrates of the request's key that this
 request has not used, 1 with a warm boot working-set cache for the
 request's image, 0 otherwise; for other flavors a warm cache weighs 1.
-Nova normalizes each weigher's weights over the candidates and multiplies
-them by ``[substrate] weight_multiplier``, which a host aggregate
-overrides with the metadata key ``substrate_weight_multiplier``, as for
-Nova's own weighers. The default multiplier outweighs Nova's default
-weighers together, so a host with a substrate wins over a host with more
-free RAM.
+Nova normalizes each weigher's weights over the candidates (the best
+gets 1, the worst 0) and multiplies them by ``[substrate]
+weight_multiplier``, which a host aggregate overrides with the metadata
+key ``substrate_weight_multiplier``, as for Nova's own weighers. The
+default, 10, is larger than the most Nova's default weighers can add
+together (about 5), so between the best and the worst candidate by this
+weigher, this weigher decides; between hosts whose weights are close (one
+with 3 ready copies and one with 2 among hosts holding up to 64), Nova's
+own weighers can still tip the choice.
 """
 
 from nova.scheduler import utils as scheduler_utils
@@ -29,10 +32,12 @@ class SubstrateWeigher(weights.BaseHostWeigher):
     _multiplier = None
 
     def weight_multiplier(self, host_state):
+        default = (self._multiplier if self._multiplier is not None
+                   else CONF.substrate.weight_multiplier)
         if not host_state.aggregates:
-            return self._multiplier
+            return default
         return scheduler_utils.get_weight_multiplier(
-            host_state, AGGREGATE_KEY, self._multiplier)
+            host_state, AGGREGATE_KEY, default)
 
     def weigh_objects(self, weighed_obj_list, spec_obj):
         # Read once per request, not once per host: Nova asks for each

@@ -280,6 +280,20 @@ class PlacementTest(_SchedulingTestBase):
         self.assert_spawned(server, notifications.ACTIVATED,
                             [OTHER_IMAGE_HOST])
 
+    def test_requests_past_the_reported_substrates_boot_never_fail(self):
+        # Separate requests, with no compute reporting in between: the
+        # scheduler still sees the pools as they were reported, so later
+        # requests are sent to hosts whose substrates are gone. They boot.
+        servers = [self.boot(self.substrate_flavor_id) for _ in range(6)]
+
+        modes = [self.spawn_mode(s) for s in servers]
+        self.assertEqual(['ACTIVE'] * 6, [s['status'] for s in servers])
+        # host01 and host02 reported four substrates of the key together.
+        self.assertLessEqual(modes.count(notifications.ACTIVATED), 4)
+        self.assertGreaterEqual(modes.count(notifications.BOOTED), 2)
+        self.assertEqual(set(), set(modes) - {notifications.ACTIVATED,
+                                              notifications.BOOTED})
+
     def test_flavor_no_host_holds_falls_back_to_a_normal_boot(self):
         passes = self.record_filtering()
 

@@ -52,8 +52,8 @@ def _notifier(host):
     """
     # Imported here: the command line reads the activation log without
     # loading the messaging stack.
-    import oslo_messaging as messaging
     from nova import rpc    # the transport nova-compute set up
+    import oslo_messaging as messaging
     transport = rpc.NOTIFICATION_TRANSPORT
     if transport is None:
         if None not in _notifiers:

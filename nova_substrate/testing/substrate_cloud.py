@@ -18,7 +18,6 @@ from nova import objects
 from oslo_messaging.notify import _impl_test as messaging_test
 
 from nova_substrate.engine import guest as guest_agent
-from nova_substrate import notifications
 from nova_substrate import substrate_key
 from nova_substrate.testing import libvirt_cloud as base
 

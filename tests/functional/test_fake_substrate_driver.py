@@ -12,17 +12,14 @@ import nova_substrate.testing  # noqa: F401
 
 import os
 
-import fixtures
 from nova import context as nova_context
 from nova import objects
-from nova.tests.functional import integrated_helpers
 from oslo_messaging.notify import _impl_test as messaging_test
 from oslo_utils.fixture import uuidsentinel as uuids
-from sqlalchemy import exc as sqla_exc
 
 from nova_substrate import notifications
 from nova_substrate import substrate_key
-from nova_substrate.testing import libvirt_cloud
+from nova_substrate.testing import fake_cloud
 from nova_substrate.virt import fake as fake_substrate
 from nova_substrate.virt import reporting
 
@@ -30,14 +27,9 @@ SUBSTRATE_FLAVOR = 'm1.substrate'
 NORMAL_FLAVOR = 'm1.normal'
 # Small enough for many servers on MediumFakeDriver's 10 vCPUs and 8 GiB.
 FLAVOR = dict(memory_mb=512, vcpu=1, disk=1, ephemeral=0, swap=0)
-BUDGET_MB = 1024
 
 
-class FakeSubstrateDriverTest(integrated_helpers._IntegratedTestBase):
-
-    # networks='none' needs 2.37, forcing a host with 'host' 2.74.
-    microversion = 'latest'
-    REQUIRES_LOCKING = False
+class FakeSubstrateDriverTest(fake_cloud.FakeSubstrateCloudTestCase):
 
     def setUp(self):
         super().setUp()
@@ -73,48 +65,7 @@ class FakeSubstrateDriverTest(integrated_helpers._IntegratedTestBase):
         self.start_substrate_compute('host4', [
             '%s:%s:1' % (self.missing_image_id, self.substrate_flavor_id)])
 
-    def _setup_compute_service(self):
-        # Started by setUp once the flavors exist, one per host.
-        return None
-
-    def _setup_services(self):
-        self.flags(compute_driver='substrate.FakeSubstrateDriver')
-        # The harness looks for api-paste.ini under its state_path; pip
-        # installs it under the environment's prefix.
-        self.flags(api_paste_config=libvirt_cloud._api_paste_config(),
-                   group='wsgi')
-        self.log_dir = self.useFixture(fixtures.TempDir()).path
-        self.flags(activation_log=os.path.join(self.log_dir,
-                                               'activations.jsonl'),
-                   memory_budget_mb=BUDGET_MB, group='substrate')
-        # oslo.messaging's in-memory driver: the test reads what the
-        # driver sent.
-        self.flags(driver=['test'], group='oslo_messaging_notifications')
-        # Notifiers are cached per host for the process; this test's get
-        # this test's transport.
-        self.useFixture(fixtures.MockPatchObject(notifications,
-                                                 '_notifiers', {}))
-        # WarningsFixture turns SQLAlchemy deprecations raised from nova
-        # into errors, and Nova 34's instance queries still use noload(),
-        # deprecated in SQLAlchemy 2.1.
-        self.useFixture(fixtures.WarningsFilter([
-            {'action': 'ignore', 'message': 'The noload',
-             'category': sqla_exc.SADeprecationWarning}]))
-        super()._setup_services()
-
-    def start_substrate_compute(self, host, pools):
-        self.flags(pools=pools, group='substrate')
-        return self._start_compute(host)
-
     # -- what the scheduler sees -------------------------------------------
-
-    def expected_key(self, image_id, flavor_id):
-        """The key as the scheduler computes it from a request."""
-        ctx = nova_context.get_admin_context()
-        image = self.glance.show(ctx, image_id)
-        flavor = objects.Flavor.get_by_flavor_id(ctx, flavor_id)
-        return substrate_key.substrate_key(
-            objects.ImageMeta.from_dict(image), flavor)
 
     def driver(self, host):
         return self.computes[host].manager.driver
@@ -199,7 +150,7 @@ class FakeSubstrateDriverTest(integrated_helpers._IntegratedTestBase):
         # Still substrate hosts, holding nothing.
         self.assert_reports('host3', {})
         self.assert_reports('host4', {})
-        self.assertEqual(str(BUDGET_MB),
+        self.assertEqual(str(fake_cloud.BUDGET_MB),
                          self.host_stats('host3')[reporting.BUDGET_STAT])
 
     def test_pool_is_reported_once_its_image_is_in_glance(self):

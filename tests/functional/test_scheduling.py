@@ -13,22 +13,19 @@ were activated or booted.
 import nova_substrate.testing  # noqa: F401
 
 import collections
-import os
 
 import fixtures
 from nova import conf as nova_conf
 from nova import context as nova_context
 from nova import objects
 from nova.tests.functional.api import client as api_client
-from nova.tests.functional import integrated_helpers
 from oslo_messaging.notify import _impl_test as messaging_test
-from sqlalchemy import exc as sqla_exc
 
 from nova_substrate import notifications
 from nova_substrate.scheduler import filters as substrate_filters
 from nova_substrate.scheduler import weights as substrate_weights
 from nova_substrate import substrate_key
-from nova_substrate.testing import libvirt_cloud
+from nova_substrate.testing import fake_cloud
 from nova_substrate.virt import reporting
 
 CONF = nova_conf.CONF
@@ -39,7 +36,6 @@ UNPOOLED_FLAVOR = 'm1.unpooled'
 NORMAL_FLAVOR = 'm1.normal'
 # Small enough for many servers on MediumFakeDriver's 10 vCPUs and 8 GiB.
 FLAVOR = dict(vcpu=1, disk=1, ephemeral=0, swap=0)
-BUDGET_MB = 1024
 
 HOSTS = ['host%02d' % i for i in range(1, 13)]
 # host01 and host02 hold the same key, in different numbers.
@@ -52,12 +48,9 @@ OTHER_IMAGE_HOST = 'host07'
 EMPTY_HOSTS = HOSTS[7:]
 
 
-class _SchedulingTestBase(integrated_helpers._IntegratedTestBase):
+class _SchedulingTestBase(fake_cloud.FakeSubstrateCloudTestCase):
 
-    # networks='none' needs 2.37, extra spec validation 2.86.
-    microversion = 'latest'
     ADMIN_API = True
-    REQUIRES_LOCKING = False
 
     def setUp(self):
         super().setUp()
@@ -98,10 +91,6 @@ class _SchedulingTestBase(integrated_helpers._IntegratedTestBase):
             self._start_compute(host)
         self._run_periodics()
 
-    def _setup_compute_service(self):
-        # Started by setUp once the flavors exist, one per host.
-        return None
-
     def _setup_scheduler_service(self):
         # The scheduler loads its filters and weighers when it starts;
         # test.TestCase's config fixture resets options set before setUp.
@@ -117,42 +106,7 @@ class _SchedulingTestBase(integrated_helpers._IntegratedTestBase):
             group='filter_scheduler')
         return super()._setup_scheduler_service()
 
-    def _setup_services(self):
-        self.flags(compute_driver='substrate.FakeSubstrateDriver')
-        # The harness looks for api-paste.ini under its state_path; pip
-        # installs it under the environment's prefix.
-        self.flags(api_paste_config=libvirt_cloud._api_paste_config(),
-                   group='wsgi')
-        self.log_dir = self.useFixture(fixtures.TempDir()).path
-        self.flags(activation_log=os.path.join(self.log_dir,
-                                               'activations.jsonl'),
-                   memory_budget_mb=BUDGET_MB, group='substrate')
-        self.flags(driver=['test'], group='oslo_messaging_notifications')
-        # Notifiers are cached per host for the process; this test's get
-        # this test's transport.
-        self.useFixture(fixtures.MockPatchObject(notifications,
-                                                 '_notifiers', {}))
-        # WarningsFixture turns SQLAlchemy deprecations raised from nova
-        # into errors, and Nova 34's instance queries still use noload(),
-        # deprecated in SQLAlchemy 2.1.
-        self.useFixture(fixtures.WarningsFilter([
-            {'action': 'ignore', 'message': 'The noload',
-             'category': sqla_exc.SADeprecationWarning}]))
-        super()._setup_services()
-
     # -- hosts -------------------------------------------------------------
-
-    @staticmethod
-    def pool(image_id, flavor_id, count):
-        return '%s:%s:%d' % (image_id, flavor_id, count)
-
-    def expected_key(self, image_id, flavor_id):
-        """The key as the scheduler computes it from a request."""
-        ctx = nova_context.get_admin_context()
-        image = self.glance.show(ctx, image_id)
-        flavor = objects.Flavor.get_by_flavor_id(ctx, flavor_id)
-        return substrate_key.substrate_key(
-            objects.ImageMeta.from_dict(image), flavor)
 
     def driver(self, host):
         return self.computes[host].manager.driver

@@ -209,10 +209,15 @@ def cmd_bench_nova(args):
         root.setLevel(level)
     result = nova_bench.run(runs=args.runs,
                             progress=_progress(sys.stderr.isatty()))
+    return _print_result(args, result, nova_bench.summary)
+
+
+def _print_result(args, result, summary):
+    """A benchmark's result as JSON with --json, else its summary."""
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
-        print(nova_bench.summary(result))
+        print(summary(result))
     return 0
 
 
@@ -240,11 +245,7 @@ def cmd_bench_scheduler(args):
     from nova_substrate.bench import scheduler as scheduler_bench
     result = scheduler_bench.run(args.hosts, args.requests,
                                  progress=_progress(sys.stderr.isatty()))
-    if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
-    else:
-        print(scheduler_bench.summary(result))
-    return 0
+    return _print_result(args, result, scheduler_bench.summary)
 
 
 def _print_activation(r):

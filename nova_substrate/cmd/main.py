@@ -174,11 +174,7 @@ def cmd_bench_activation(args):
             progress=say,
             guest_cache_dir=CONF.substrate_bench.guest_cache_dir) as bench:
         result = bench.run()
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        _print_activation(result)
-    return 0
+    return _print_result(args, result, _print_activation)
 
 
 def cmd_bench_nova(args):
@@ -209,15 +205,16 @@ def cmd_bench_nova(args):
         root.setLevel(level)
     result = nova_bench.run(runs=args.runs,
                             progress=_progress(sys.stderr.isatty()))
-    return _print_result(args, result, nova_bench.summary)
+    return _print_result(args, result,
+                         lambda r: print(nova_bench.summary(r)))
 
 
-def _print_result(args, result, summary):
-    """A benchmark's result as JSON with --json, else its summary."""
+def _print_result(args, result, show):
+    """A benchmark's result as JSON with --json, else show(result)."""
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
-        print(summary(result))
+        show(result)
     return 0
 
 
@@ -245,7 +242,8 @@ def cmd_bench_scheduler(args):
     from nova_substrate.bench import scheduler as scheduler_bench
     result = scheduler_bench.run(args.hosts, args.requests,
                                  progress=_progress(sys.stderr.isatty()))
-    return _print_result(args, result, scheduler_bench.summary)
+    return _print_result(args, result,
+                         lambda r: print(scheduler_bench.summary(r)))
 
 
 def _print_activation(r):

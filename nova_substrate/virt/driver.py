@@ -44,7 +44,6 @@ from nova.virt.libvirt import utils as libvirt_utils
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import activate
 from nova_substrate.engine import build
-from nova_substrate.engine import chain
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import exception as engine_exception
 from nova_substrate.engine import pool as substrate_pool
@@ -52,6 +51,7 @@ from nova_substrate.engine import qemuimg
 from nova_substrate.engine import settings as engine_settings
 from nova_substrate import notifications
 from nova_substrate import substrate_key
+from nova_substrate.virt import clone_disks
 from nova_substrate.virt import imagecache
 from nova_substrate.virt import keeper
 from nova_substrate.virt import pools
@@ -105,9 +105,10 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         self.keeper = keeper.PoolKeeper(
             self.pool, self.pool_targets, self, CONF.substrate.upkeep_interval,
             nova_context.get_admin_context)
+        self.layer_release = clone_disks.LayerRelease(
+            self.pool, self._host.get_connection, CONF.instances_path,
+            FLATTEN_TIMEOUT_S)
         self._plans = {}
-        self._flattening = {}
-        self._flatten_lock = threading.Lock()
         self._image_api = glance.API()
 
     # -- service life ------------------------------------------------------
@@ -115,7 +116,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
     def init_host(self, host):
         super().init_host(host)
         self.pool.recover()
-        self._resume_flattening()
+        self.layer_release.resume()
         self.keeper.start()
 
     def cleanup_host(self, host):
@@ -164,10 +165,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                                   allocations, accel_info, power_on)
         plan = None
         if reason is None:
-            if CONF.substrate.demand_pools:
-                self.pool_targets.record_request(source)
-            else:
-                self.pool_targets.learn(source)
+            self.pool_targets.record_request(source)
             template = self.pool.get(source.key)
             if template is None:
                 reason = 'this host holds no substrate %s' % source.key
@@ -310,7 +308,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                 os.rename(booted_disk, disk)
         os.unlink(booted_disk)
         plan.clone = clone
-        self._flatten_later(instance.uuid, disk, template.meta)
+        self.layer_release.start(instance.uuid, template.meta['layer_id'])
         return libvirt_guest.Guest(clone.domain)
 
     def _report_spawn(self, context, instance, key, plan, reason, seconds):
@@ -321,77 +319,20 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             error=plan.error if plan is not None else None,
             reason=reason)
 
-    # -- the clone's disk chain ---------------------------------------------
-
-    def _flatten_later(self, instance_uuid, disk, meta):
-        thread = threading.Thread(
-            target=self._flatten, name='substrate-flatten-%s' % instance_uuid,
-            args=(instance_uuid, disk, meta['base'], meta['base_format'],
-                  meta['layer_id']),
-            daemon=True)
-        with self._flatten_lock:
-            self._flattening[instance_uuid] = thread
-        thread.start()
-
-    def _flatten(self, instance_uuid, disk, base, base_format, layer_id):
-        try:
-            dom = chain.domain_or_none(self._host.get_connection(),
-                                       instance_uuid)
-            if os.path.exists(disk) and \
-                    chain.on_layer(disk, self.pool.layer_file(layer_id)):
-                chain.flatten(dom, disk, base, base_format, FLATTEN_TIMEOUT_S)
-            self.pool.remove_layer_user(layer_id, instance_uuid)
-            LOG.debug('Disk %s is off substrate layer %s', disk, layer_id)
-        except Exception as e:
-            # The marker stays: the layer is kept until this succeeds.
-            LOG.warning('Could not take %s off substrate layer %s: %s',
-                        disk, layer_id, e)
-        finally:
-            with self._flatten_lock:
-                self._flattening.pop(instance_uuid, None)
-
-    def _ensure_off_layer(self, instance):
-        """Wait until the instance's disk no longer depends on a layer.
-
-        Snapshots, resize and migration see an ordinary chain afterwards.
-        """
-        with self._flatten_lock:
-            thread = self._flattening.get(instance.uuid)
-        if thread is not None:
-            thread.join(FLATTEN_TIMEOUT_S)
-        disk = os.path.join(libvirt_utils.get_instance_path(instance), 'disk')
-        for layer_id in self.pool.layers_of(instance.uuid):
-            base = qemuimg.backing_file(self.pool.layer_file(layer_id))
-            self._flatten(instance.uuid, disk, base,
-                          qemuimg.info(base)['format'], layer_id)
-
-    def _resume_flattening(self):
-        for layer_id in self.pool.layers():
-            for user in self.pool.layer_users(layer_id):
-                disk = os.path.join(CONF.instances_path, user, 'disk')
-                layer = self.pool.layer_file(layer_id)
-                if not os.path.exists(disk) or \
-                        not chain.on_layer(disk, layer):
-                    self.pool.remove_layer_user(layer_id, user)
-                    continue
-                base = qemuimg.backing_file(layer)
-                self._flatten_later(user, disk, {
-                    'base': base, 'base_format': qemuimg.info(base)['format'],
-                    'layer_id': layer_id})
+    # -- the clone's disk chain (clone_disks.py) ----------------------------
 
     def layer_user_alive(self, domain_uuid):
-        return os.path.exists(os.path.join(CONF.instances_path, domain_uuid,
-                                           'disk'))
+        return self.layer_release.user_alive(domain_uuid)
 
     def snapshot(self, context, instance, image_id, update_task_state):
-        self._ensure_off_layer(instance)
+        self.layer_release.finish(instance.uuid)
         return super().snapshot(context, instance, image_id,
                                 update_task_state)
 
     def migrate_disk_and_power_off(self, context, instance, dest, flavor,
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
-        self._ensure_off_layer(instance)
+        self.layer_release.finish(instance.uuid)
         return super().migrate_disk_and_power_off(
             context, instance, dest, flavor, network_info,
             block_device_info, timeout, retry_interval)
@@ -399,7 +340,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
     def live_migration(self, context, instance, dest, post_method,
                        recover_method, block_migration=False,
                        migrate_data=None):
-        self._ensure_off_layer(instance)
+        self.layer_release.finish(instance.uuid)
         return super().live_migration(context, instance, dest, post_method,
                                       recover_method, block_migration,
                                       migrate_data)
@@ -407,17 +348,11 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True):
-        if destroy_disks:
-            with self._flatten_lock:
-                thread = self._flattening.get(instance.uuid)
         super().cleanup(context, instance, network_info, block_device_info,
                         destroy_disks, migrate_data, destroy_vifs,
                         destroy_secrets)
         if destroy_disks:
-            if thread is not None:
-                thread.join(FLATTEN_TIMEOUT_S)
-            for layer_id in self.pool.layers_of(instance.uuid):
-                self.pool.remove_layer_user(layer_id, instance.uuid)
+            self.layer_release.forget(instance.uuid)
 
     # -- reporting ---------------------------------------------------------
 

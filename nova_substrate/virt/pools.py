@@ -9,6 +9,7 @@ refills them.
 
 import collections
 import dataclasses
+import functools
 import threading
 import time
 
@@ -34,7 +35,7 @@ class Source:
     #: Nova's instance.image_meta is made from).
     image_sysmeta: dict = dataclasses.field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def key(self):
         return substrate_key.substrate_key(self.image_meta, self.flavor)
 
@@ -90,8 +91,14 @@ class PoolTargets(object):
                     pool.source = source
 
     def record_request(self, source, now=None):
-        """A request for source's key was seen on this host."""
+        """A request for source's key was seen on this host.
+
+        Without demand pools the request only teaches how to build the
+        key (for a configured pool of it).
+        """
         self.learn(source)
+        if not self.demand_pools:
+            return
         with self._lock:
             self._requests[source.key].append(now or time.time())
 

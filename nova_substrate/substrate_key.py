@@ -61,11 +61,15 @@ def _plain(value):
         else str(value)
 
 
+def image_document(image_meta):
+    """The image's part of a key: a changed image has a different one."""
+    return {'id': image_meta.id, 'properties': image_properties(image_meta)}
+
+
 def key_document(image_meta, flavor):
     """What the key hashes, for logs and for the pool's labels."""
     return {
-        'image': {'id': image_meta.id,
-                  'properties': image_properties(image_meta)},
+        'image': image_document(image_meta),
         'flavor': dict(
             {f: getattr(flavor, f) for f in _FLAVOR_FIELDS},
             extra_specs={k: v for k, v in

@@ -434,8 +434,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             disk = qemuimg.info(os.path.join(instance_dir, 'disk'))
             labels = {
                 'image_id': image_meta.id,
-                'image': substrate_key.key_document(image_meta,
-                                                    source.flavor)['image'],
+                'image': substrate_key.image_document(image_meta),
                 'flavor_id': source.flavor.flavorid,
                 'flavor_name': source.flavor.name,
                 'kernel_id': source.kernel_id,
@@ -469,17 +468,11 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         if image.get('status') in ('deleted', 'killed', 'pending_delete',
                                    'deactivated'):
             return keeper.GONE
-        current = substrate_key.key_document(
-            objects.ImageMeta.from_dict(image), _NoFlavor)['image']
+        current = substrate_key.image_document(
+            objects.ImageMeta.from_dict(image))
         if current != labels.get('image'):
             return keeper.CHANGED
         return keeper.CURRENT
-
-
-class _NoFlavor(object):
-    """Stands in for a flavor where only the image part of a key matters."""
-    memory_mb = vcpus = root_gb = ephemeral_gb = swap = 0
-    extra_specs = {}
 
 
 def _guest_metadata(instance):

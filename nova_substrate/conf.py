@@ -1,10 +1,12 @@
 """Every nova-substrate option, declared once.
 
-Options live in the ``[substrate]`` group (the engine and the driver) and
-the ``[substrate_bench]`` group (the benchmark command). ``list_opts()``
+Options live in the ``[substrate]`` group (the engine and the driver),
+the ``[substrate_cache]`` group (boot working-set image caches) and the
+``[substrate_bench]`` group (the benchmark command). ``list_opts()``
 feeds oslo-config-generator (see etc/nova-substrate/).
 """
 
+import grp
 import os
 
 from oslo_config import cfg
@@ -14,6 +16,13 @@ substrate_group = cfg.OptGroup(
     title='Substrate options',
     help='Docked, generalized guests that instances are activated from '
          'instead of booted.')
+
+cache_group = cfg.OptGroup(
+    'substrate_cache',
+    title='Boot working-set image cache options',
+    help='Small per-image caches of the blocks a boot reads, between a '
+         'remote base image (read lazily over NBD or HTTP) and each '
+         'instance\'s copy-on-write overlay.')
 
 bench_group = cfg.OptGroup(
     'substrate_bench',
@@ -151,6 +160,66 @@ substrate_opts = [
                     'activations" lists it). Mode 0600.'),
 ]
 
+cache_opts = [
+    cfg.BoolOpt('enabled',
+                default=False,
+                help='Boot instances of raw and qcow2 images on the chain '
+                     'remote base <- image cache <- instance overlay '
+                     'instead of downloading the whole image into Nova\'s '
+                     '_base directory. Images the cache cannot serve boot '
+                     'the normal way.'),
+    cfg.StrOpt('remote_url',
+               default='',
+               help='Where QEMU reads an image\'s bytes lazily: a URL '
+                    'with "{image_id}" in it, nbd://HOST[:PORT]/EXPORT, '
+                    'nbd+unix:///EXPORT?socket=PATH, or http(s):// (the '
+                    'server must answer byte ranges). Empty: no remote '
+                    'protocol, every image boots from _base.'),
+    cfg.StrOpt('cache_path',
+               default='/var/lib/nova-substrate/image-caches',
+               help='Directory holding the per-image caches and the '
+                    'servers that share them with instances. Mode 0710, '
+                    'group [substrate_cache] qemu_group.'),
+    cfg.StrOpt('record_path',
+               default='/var/lib/nova-substrate/working-sets',
+               help='Directory of recorded boot working sets, one per '
+                    'image, in read order. A pre-warm replays them. It may '
+                    'be shared between hosts, so that one host\'s first '
+                    'boot warms the others\' caches.'),
+    cfg.IntOpt('quota_mb',
+               default=256,
+               min=1,
+               help='Most MiB one image\'s cache may hold. Copy-on-read '
+                    'stops when the cache reaches it; reads past it go to '
+                    'the remote base.'),
+    cfg.IntOpt('budget_mb',
+               default=4096,
+               min=0,
+               help='MiB all caches of the host may hold together. The '
+                    'least recently used caches no instance uses are '
+                    'evicted to stay within it. 0: no budget.'),
+    cfg.IntOpt('max_unused_age',
+               default=86400,
+               min=0,
+               help='Seconds a cache no instance uses is kept before it '
+                    'is evicted. 0: kept until the budget needs room.'),
+    cfg.StrOpt('qemu_group',
+               default='libvirt-qemu',
+               help='Group QEMU runs as (libvirt\'s qemu.conf "group"). '
+                    'It is given access to the caches\' sockets, and no one '
+                    'else is.'),
+    cfg.FloatOpt('warmup_timeout',
+                 default=300.0,
+                 min=1.0,
+                 help='Longest warm-up boot of a pre-warm (seconds).'),
+    cfg.FloatOpt('warmup_idle',
+                 default=10.0,
+                 min=0.5,
+                 help='A warm-up boot ends when its cache has not grown '
+                      'for this many seconds: the boot has read its '
+                      'working set.'),
+]
+
 bench_opts = [
     cfg.StrOpt('guest_cache_dir',
                default=os.environ.get('NOVA_SUBSTRATE_GUEST_CACHE',
@@ -175,6 +244,8 @@ class InvalidOption(ValueError):
 def register_opts(conf):
     conf.register_group(substrate_group)
     conf.register_opts(substrate_opts, group=substrate_group)
+    conf.register_group(cache_group)
+    conf.register_opts(cache_opts, group=cache_group)
     conf.register_group(bench_group)
     conf.register_opts(bench_opts, group=bench_group)
 
@@ -209,6 +280,45 @@ def validate(conf):
                             'is smaller than [substrate] build_memory_mb '
                             '(%d MiB): no substrate would fit'
                             % sub.build_memory_mb)
+    _validate_cache(conf.substrate_cache)
+
+
+def _validate_cache(cache):
+    for name in ('cache_path', 'record_path'):
+        if not os.path.isabs(getattr(cache, name)):
+            raise InvalidOption('substrate_cache', name,
+                                'must be an absolute path')
+    if cache.remote_url:
+        reason = remote_url_problem(cache.remote_url)
+        if reason:
+            raise InvalidOption('substrate_cache', 'remote_url', reason)
+    if cache.budget_mb and cache.budget_mb < cache.quota_mb:
+        raise InvalidOption('substrate_cache', 'budget_mb',
+                            'is smaller than [substrate_cache] quota_mb '
+                            '(%d MiB): no cache would fit' % cache.quota_mb)
+    if cache.enabled:
+        try:
+            grp.getgrnam(cache.qemu_group)
+        except KeyError:
+            raise InvalidOption('substrate_cache', 'qemu_group',
+                                'no group %r on this host' % cache.qemu_group)
+
+
+REMOTE_SCHEMES = ('nbd', 'nbd+unix', 'http', 'https')
+
+
+def remote_url_problem(template):
+    if '{image_id}' not in template:
+        return 'must contain "{image_id}"'
+    scheme = template.split('://', 1)[0] if '://' in template else ''
+    if scheme not in REMOTE_SCHEMES:
+        return ('scheme must be one of %s, not %r'
+                % (', '.join(REMOTE_SCHEMES), scheme))
+    try:
+        template.format(image_id='x')
+    except (KeyError, IndexError, ValueError) as e:
+        return 'bad template: %s' % e
+    return None
 
 
 def parse_pool_entry(entry):
@@ -235,7 +345,8 @@ def pool_entry_problem(entry):
 
 
 def list_opts():
-    return [(substrate_group, substrate_opts), (bench_group, bench_opts)]
+    return [(substrate_group, substrate_opts), (cache_group, cache_opts),
+            (bench_group, bench_opts)]
 
 
 CONF = cfg.CONF

@@ -23,7 +23,8 @@ def info(path):
     return json.loads(_run(['info', '--output=json', '-U', path]))
 
 
-def create_overlay(path, backing, backing_format, size=None):
+def create_overlay(path, backing, backing_format, size=None,
+                   cluster_size=None):
     """A new qcow2 at path whose reads fall through to backing.
 
     With the virtual size known, qemu-img need not open the backing chain
@@ -31,6 +32,8 @@ def create_overlay(path, backing, backing_format, size=None):
     """
     args = ['create', '-q', '-f', 'qcow2', '-F', backing_format, '-b',
             backing]
+    if cluster_size:
+        args += ['-o', 'cluster_size=%d' % cluster_size]
     if size is not None:
         args += ['-u', path, str(size)]
     else:

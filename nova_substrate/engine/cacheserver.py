@@ -35,6 +35,9 @@ TOP_NODE = 'top'
 EXPORT_ID = 'serve'
 
 _STOP_WAIT_S = 10.0
+# A remote that drops the connection gets this long to come back before
+# reads fail: a storage network's blip does not fail every instance.
+REMOTE_RECONNECT_S = 5
 
 
 class RemoteUnavailable(exception.SubstrateError):
@@ -58,7 +61,7 @@ def _protocol_blockdev(url):
     else:
         raise exception.SubstrateError('no remote protocol for %s' % url)
     return {'driver': 'nbd', 'server': server, 'export': export,
-            'read-only': True}
+            'reconnect-delay': REMOTE_RECONNECT_S, 'read-only': True}
 
 
 def remote_blockdev(url, image_format):

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 
 from oslo_log import log as logging
@@ -445,6 +446,39 @@ class CacheManager:
                 warm[cache.image_id] = max(warm.get(cache.image_id, 0),
                                            cache.allocated_bytes())
         return warm
+
+
+class QuotaWatcher:
+    """A thread sealing caches as they reach their quota.
+
+    Copy-on-read runs inside the storage daemons; only a watcher outside
+    them can stop it. Between two checks a cache grows by at most what
+    the remote delivers in one interval, which QUOTA_HEADROOM covers.
+    """
+
+    def __init__(self, manager, interval=0.1):
+        self.manager = manager
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='image-cache-quota')
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            try:
+                self.manager.check_quotas()
+            except Exception:
+                LOG.exception('Checking image cache quotas failed')
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _unlink(path):

@@ -10,6 +10,9 @@
                                     [--runs N] [--clones K]
     nova-substrate bench nova [--json] [--runs N]
     nova-substrate bench scheduler [--json] [--hosts N,N...] [--requests N]
+    nova-substrate bench cache [--json] [--plot FILE.png] [--counts N,N...]
+                               [--bandwidth-mbps M] [--memory-mb M]
+                               [--no-boot]
     nova-substrate activations [--json] [--limit N] [--instance UUID]
 
 On a compute host, pass Nova's configuration (--config-file
@@ -27,6 +30,7 @@ import libvirt
 from oslo_log import log as logging
 
 from nova_substrate.bench import activation as activation_bench
+from nova_substrate.bench import cache as cache_bench
 from nova_substrate.cmd import activations
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import build
@@ -218,15 +222,23 @@ def _print_result(args, result, show):
     return 0
 
 
-def _host_counts(text):
-    try:
-        counts = [int(n) for n in text.split(',')]
-    except ValueError:
-        counts = []
-    if not counts or min(counts) < 1:
-        raise argparse.ArgumentTypeError(
-            'expected numbers of hosts separated by commas, e.g. 100,1000')
-    return counts
+def _counts(what, example):
+    """An argparse type: positive numbers of what, comma-separated."""
+    def parse(text):
+        try:
+            counts = [int(n) for n in text.split(',')]
+        except ValueError:
+            counts = []
+        if not counts or min(counts) < 1:
+            raise argparse.ArgumentTypeError(
+                'expected numbers of %s separated by commas, e.g. %s'
+                % (what, example))
+        return counts
+    return parse
+
+
+_host_counts = _counts('hosts', '100,1000')
+_startup_counts = _counts('simultaneous startups', '1,2,4,8,16')
 
 
 def cmd_bench_scheduler(args):
@@ -244,6 +256,25 @@ def cmd_bench_scheduler(args):
                                  progress=_progress(sys.stderr.isatty()))
     return _print_result(args, result,
                          lambda r: print(scheduler_bench.summary(r)))
+
+
+def cmd_bench_cache(args):
+    if args.bandwidth_mbps <= 0:
+        raise exception.SubstrateError('--bandwidth-mbps must be positive')
+    if args.memory_mb < 1:
+        raise exception.SubstrateError('--memory-mb must be at least 1')
+    settings = engine_settings.EngineSettings.from_conf(CONF)
+    with cache_bench.cache_bench(
+            open_libvirt(), settings, CONF.substrate_bench.work_path,
+            guest_cache_dir=CONF.substrate_bench.guest_cache_dir,
+            counts=args.counts, bandwidth_mbps=args.bandwidth_mbps,
+            memory_mb=args.memory_mb, boot=not args.no_boot,
+            progress=_progress(sys.stderr.isatty())) as bench:
+        result = bench.run()
+    if args.plot:
+        cache_bench.write_plot(result, args.plot)
+    return _print_result(args, result,
+                         lambda r: print(cache_bench.summary(r)))
 
 
 def _print_activation(r):
@@ -343,6 +374,30 @@ def build_parser():
                    help='timed requests per number of hosts and kind of '
                         'request (default: 200)')
     p.set_defaults(func=cmd_bench_scheduler)
+    p = bench_cmds.add_parser('cache',
+                              help='simultaneous startups of the Debian '
+                                   'guest from a remote image, with and '
+                                   'without a boot working-set cache')
+    p.add_argument('--json', action='store_true')
+    p.add_argument('--plot', metavar='FILE.png',
+                   help='also draw startup time against N into a PNG')
+    p.add_argument('--counts', type=_startup_counts,
+                   default=list(cache_bench.DEFAULT_COUNTS),
+                   help='numbers of simultaneous startups, comma-separated '
+                        '(default: %s)' % ','.join(
+                            map(str, cache_bench.DEFAULT_COUNTS)))
+    p.add_argument('--bandwidth-mbps', type=float,
+                   default=cache_bench.DEFAULT_BANDWIDTH_MBPS,
+                   help='bandwidth of the remote image store in Mbit/s '
+                        '(default: %d)' % cache_bench.DEFAULT_BANDWIDTH_MBPS)
+    p.add_argument('--memory-mb', type=int,
+                   default=cache_bench.DEFAULT_MEMORY_MB,
+                   help='memory of each guest (default: %d)'
+                        % cache_bench.DEFAULT_MEMORY_MB)
+    p.add_argument('--no-boot', action='store_true',
+                   help='replay the recorded reads only; boot no guests '
+                        'but the recording one')
+    p.set_defaults(func=cmd_bench_cache)
     return parser
 
 

@@ -5,14 +5,24 @@ One qemu-storage-daemon per cache holds the chain
     remote base (NBD or HTTP, read lazily)
       <- cache.qcow2 (this host's cache of the image)
       <- copy-on-read filter (while the cache is below its quota)
-      <- "top": what instances' overlays read, exported over NBD on a
-         unix socket only QEMU's group may open.
+      <- "top": a pass-through filter (an unlimited throttle), what
+         instances' overlays read, exported over NBD on a unix socket
+         only QEMU's group may open.
 
 Instances' overlays never write below themselves, so every QEMU on the
 host shares one cache. Only this daemon writes the cache: copy-on-read
 copies each block the first boot reads from the remote base into it.
 Sealing moves "top" onto the cache itself (a live blockdev-reopen): the
 copy-on-read filter leaves the read path, and the cache stops growing.
+"top" must be a filter: block status then looks through the cache into
+the remote base, and the export reports the image's data as data. (A
+format node there would report the cache's unallocated clusters as
+holes, and a block stream or an image compare through the export would
+take them for zeros.)
+
+A second monitor carries the write-threshold event on the cache file
+(block-set-write-threshold): the quota watcher seals the cache as soon as
+copy-on-read writes past the quota's threshold.
 """
 
 import json
@@ -32,6 +42,8 @@ CACHE_NODE = 'cache'
 CACHE_FILE_NODE = 'cache-file'
 COR_NODE = 'copy-on-read'
 TOP_NODE = 'top'
+PASS_THROUGH_GROUP = 'pass-through'
+WRITE_THRESHOLD_EVENT = 'BLOCK_WRITE_THRESHOLD'
 EXPORT_ID = 'serve'
 
 _STOP_WAIT_S = 10.0
@@ -98,6 +110,7 @@ class CacheServer:
         self.export_name = export_name
         self.socket = os.path.join(directory, 'serve.sock')
         self.monitor = os.path.join(directory, 'qmp.sock')
+        self.event_monitor = os.path.join(directory, 'events.sock')
         self.pidfile = os.path.join(directory, 'daemon.pid')
         self.log = os.path.join(directory, 'daemon.log')
 
@@ -120,7 +133,8 @@ class CacheServer:
     def start(self, cache_file, remote_url, image_format, copy_on_read,
               socket_group):
         """Start serving; RemoteUnavailable if the remote base is not."""
-        for stale in (self.socket, self.monitor, self.pidfile):
+        for stale in (self.socket, self.monitor, self.event_monitor,
+                      self.pidfile):
             _unlink(stale)
         top_file = COR_NODE if copy_on_read else CACHE_NODE
         args = [
@@ -135,14 +149,17 @@ class CacheServer:
             '--blockdev', json.dumps({'driver': 'copy-on-read',
                                       'node-name': COR_NODE,
                                       'file': CACHE_NODE}),
-            '--blockdev', json.dumps({'driver': 'raw', 'node-name': TOP_NODE,
-                                      'file': top_file}),
+            '--object', 'throttle-group,id=%s' % PASS_THROUGH_GROUP,
+            '--blockdev', json.dumps(self._top(top_file)),
             '--nbd-server', 'addr.type=unix,addr.path=%s' % self.socket,
             '--export', 'type=nbd,id=%s,node-name=%s,name=%s,writable=off'
             % (EXPORT_ID, TOP_NODE, self.export_name),
             '--chardev', 'socket,id=monitor,path=%s,server=on,wait=off'
             % self.monitor,
             '--monitor', 'chardev=monitor',
+            '--chardev', 'socket,id=events,path=%s,server=on,wait=off'
+            % self.event_monitor,
+            '--monitor', 'chardev=events',
             '--pidfile', self.pidfile,
             '--daemonize',
         ]
@@ -170,13 +187,28 @@ class CacheServer:
         os.chown(self.socket, 0, socket_group)
         os.chmod(self.socket, 0o660)
 
+    @staticmethod
+    def _top(file_node):
+        return {'driver': 'throttle', 'node-name': TOP_NODE,
+                'throttle-group': PASS_THROUGH_GROUP, 'file': file_node}
+
     def seal(self):
         """Take copy-on-read out of the read path, live."""
         qmp.QMPClient(self.monitor).execute(
-            'blockdev-reopen', options=[{'driver': 'raw',
-                                         'node-name': TOP_NODE,
-                                         'file': CACHE_NODE}])
+            'blockdev-reopen', options=[self._top(CACHE_NODE)])
         self.flush()
+
+    def watch_writes_past(self, threshold):
+        """A monitor connection that will carry WRITE_THRESHOLD_EVENT."""
+        events = qmp.QMPConnection(self.event_monitor)
+        try:
+            events.execute('block-set-write-threshold',
+                           **{'node-name': CACHE_FILE_NODE,
+                              'write-threshold': int(threshold)})
+        except qmp.QMPError:
+            events.close()
+            raise
+        return events
 
     def flush(self):
         """Write the cache's metadata out, so others can map it.
@@ -202,7 +234,8 @@ class CacheServer:
                 time.sleep(0.05)
             if _alive(pid):
                 _kill(pid, signal.SIGKILL)
-        for path in (self.socket, self.monitor, self.pidfile):
+        for path in (self.socket, self.monitor, self.event_monitor,
+                     self.pidfile):
             _unlink(path)
 
 

@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import os
+import select
 import shutil
 import threading
 import time
@@ -43,9 +44,9 @@ from nova_substrate.engine import workingset
 LOG = logging.getLogger(__name__)
 
 CLUSTER_SIZE = 64 * 1024
-# Copy-on-read may add this much between two quota checks; sealing starts
-# that far below the quota so the cache stays under it.
-QUOTA_HEADROOM = 4 * 1024 * 1024
+# Copy-on-read goes on between the write-threshold event and the seal;
+# sealing starts this far below the quota so the cache stays under it.
+QUOTA_HEADROOM = 8 * 1024 * 1024
 SUPPORTED_FORMATS = ('raw', 'qcow2')
 
 RemoteUnavailable = cacheserver.RemoteUnavailable
@@ -262,12 +263,14 @@ class CacheManager:
             state = cache.state()
             if not state or state.get('sealed'):
                 continue
-            quota = state.get('quota_bytes', self.quota_bytes)
-            if cache.allocated_bytes() >= quota - min(QUOTA_HEADROOM,
-                                                      quota // 4):
+            if cache.allocated_bytes() >= self.seal_threshold(cache):
                 self.seal(cache)
                 sealed.append(cache.name)
         return sealed
+
+    def seal_threshold(self, cache):
+        quota = cache.state().get('quota_bytes', self.quota_bytes)
+        return quota - min(QUOTA_HEADROOM, quota // 4)
 
     def seal(self, cache):
         """Stop the cache growing, and record its working set."""
@@ -303,9 +306,7 @@ class CacheManager:
         working_set = working_set or self.working_set(cache.name)
         if working_set is None:
             return None
-        quota = cache.state().get('quota_bytes', self.quota_bytes)
-        working_set = working_set.truncated(
-            quota - min(QUOTA_HEADROOM, quota // 4))
+        working_set = working_set.truncated(self.seal_threshold(cache))
         if not cache.sealed:
             workingset.replay(working_set, cache.server.url,
                               self.replay_timeout)
@@ -452,15 +453,19 @@ class QuotaWatcher:
     """A thread sealing caches as they reach their quota.
 
     Copy-on-read runs inside the storage daemons; only a watcher outside
-    them can stop it. Between two checks a cache grows by at most what
-    the remote delivers in one interval, which QUOTA_HEADROOM covers.
+    them can stop it. Each growing cache's daemon is asked for an event
+    when copy-on-read writes past the seal threshold of the cache file
+    (qcow2 appends, so the file's end is its size), and the watcher seals
+    the cache when the event arrives. A periodic size check backs the
+    events up.
     """
 
-    def __init__(self, manager, interval=0.1):
+    def __init__(self, manager, interval=0.5):
         self.manager = manager
         self.interval = interval
         self._stop = threading.Event()
         self._thread = None
+        self._watches = {}
 
     def start(self):
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -469,11 +474,50 @@ class QuotaWatcher:
         return self
 
     def _run(self):
-        while not self._stop.wait(self.interval):
+        while not self._stop.is_set():
             try:
+                self._arm()
+                self._wait_for_events()
                 self.manager.check_quotas()
             except Exception:
                 LOG.exception('Checking image cache quotas failed')
+                self._stop.wait(self.interval)
+        for events in self._watches.values():
+            events.close()
+
+    def _arm(self):
+        """Watch every growing cache; forget the others."""
+        growing = {c.name: c for c in self.manager.caches()
+                   if c.exists() and not c.sealed and c.server.running()}
+        for name in list(self._watches):
+            if name not in growing:
+                self._watches.pop(name).close()
+        for name, cache in growing.items():
+            if name in self._watches:
+                continue
+            try:
+                self._watches[name] = cache.server.watch_writes_past(
+                    self.manager.seal_threshold(cache))
+            except exception.SubstrateError as e:
+                LOG.debug('Cannot watch image cache %s: %s', name, e)
+
+    def _wait_for_events(self):
+        if not self._watches:
+            self._stop.wait(self.interval)
+            return
+        readable, _, _ = select.select(list(self._watches.values()), [], [],
+                                       self.interval)
+        for events in readable:
+            name = next(n for n, e in self._watches.items() if e is events)
+            try:
+                crossed = any(e['event'] == cacheserver.WRITE_THRESHOLD_EVENT
+                              for e in events.read_events())
+            except exception.SubstrateError:
+                self._watches.pop(name).close()
+                continue
+            if crossed:
+                self._watches.pop(name).close()
+                self.manager.seal(ImageCache(self.manager.root, name))
 
     def stop(self):
         self._stop.set()

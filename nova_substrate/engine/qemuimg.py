@@ -54,6 +54,10 @@ def rebase(path, backing, backing_format):
 
     Safe mode: every cluster that differs between the old and the new
     chain is copied into the image first. The image must not be in use.
+    With backing None the image becomes complete, with no backing file.
     """
+    if backing is None:
+        _run(['rebase', '-q', '-f', 'qcow2', '-b', '', path])
+        return
     _run(['rebase', '-q', '-f', 'qcow2', '-F', backing_format, '-b',
           backing, path])

@@ -15,6 +15,10 @@ removed and the instance boots the ordinary way from the same XML.
 Afterwards the instance is ordinary: its disk is streamed off the
 substrate's layer onto Nova's cached base image in the background, so
 its chain is the one a booted instance has.
+
+With ``[substrate_cache] enabled``, booted instances of raw and qcow2
+images get their root disk on the host's boot working-set cache of the
+image (virt/boot_cache.py) instead of on a whole copy of it in _base.
 """
 
 import contextlib
@@ -51,6 +55,8 @@ from nova_substrate.engine import qemuimg
 from nova_substrate.engine import settings as engine_settings
 from nova_substrate import notifications
 from nova_substrate import substrate_key
+from nova_substrate.engine import chain
+from nova_substrate.virt import boot_cache
 from nova_substrate.virt import clone_disks
 from nova_substrate.virt import imagecache
 from nova_substrate.virt import keeper
@@ -64,6 +70,8 @@ CONF = substrate_conf.CONF
 # Streaming a layer (what the substrate's boot wrote) into a clone's disk
 # moves megabytes; this bounds a stuck block job.
 FLATTEN_TIMEOUT_S = 600.0
+# Memory of a pre-warm's warm-up boot, unless the image asks for more.
+WARMUP_MEMORY_MB = 512
 
 
 class ActivationPlan(object):
@@ -109,7 +117,10 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             self.pool, self._host.get_connection, CONF.instances_path,
             FLATTEN_TIMEOUT_S)
         self._plans = {}
+        self._warmup_instances = set()
         self._image_api = glance.API()
+        self.boot_caches = boot_cache.BootCaches(
+            CONF, self._image_api, self._host.get_connection)
 
     # -- service life ------------------------------------------------------
 
@@ -117,6 +128,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         super().init_host(host)
         self.pool.recover()
         self.layer_release.resume()
+        self.boot_caches.start()
         self.keeper.start()
 
     def cleanup_host(self, host):
@@ -126,6 +138,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         # Nothing here may block: nova-compute shuts its thread pools down
         # right after this returns.
         self.keeper.stop()
+        self.boot_caches.stop()
         threading.Thread(target=build.abort_builds, daemon=True,
                          name='substrate-abort-builds',
                          args=(self._host.get_connection(),
@@ -324,6 +337,67 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
     def layer_user_alive(self, domain_uuid):
         return self.layer_release.user_alive(domain_uuid)
 
+    # -- the root disk on a boot working-set cache (boot_cache.py) -----------
+
+    def _create_and_inject_local_root(self, context, instance, disk_mapping,
+                                      booted_from_volume, suffix, disk_images,
+                                      injection_info, fallback_from_host):
+        if self._root_disk_on_cache(context, instance, disk_mapping,
+                                    booted_from_volume, suffix, disk_images,
+                                    injection_info):
+            return True
+        return super()._create_and_inject_local_root(
+            context, instance, disk_mapping, booted_from_volume, suffix,
+            disk_images, injection_info, fallback_from_host)
+
+    def _root_disk_on_cache(self, context, instance, disk_mapping,
+                            booted_from_volume, suffix, disk_images,
+                            injection_info):
+        if not self.boot_caches.enabled:
+            return False
+        reason = self.boot_caches.refusal(instance, booted_from_volume,
+                                          suffix, CONF.libvirt.images_type)
+        if (reason is None and instance.user_id == template_instance.OWNER
+                and instance.uuid not in self._warmup_instances):
+            # Substrates are built on _base, where clones are streamed to.
+            reason = 'a substrate build'
+        if reason is None and injection_info is not None and (
+                CONF.libvirt.inject_partition != -2 and
+                not configdrive.required_by(instance)):
+            reason = 'file injection needs a local root disk'
+        if reason is not None:
+            LOG.debug('Image cache not used: %s', reason, instance=instance)
+            return False
+        backend = self.image_backend.by_name(
+            instance, 'disk', disk_info_mapping=disk_mapping['disk'])
+        if backend.exists():
+            return False
+        size = instance.flavor.root_gb * 2 ** 30 or None
+        return self.boot_caches.make_root_disk(
+            context, instance, disk_images['image_id'], backend.path,
+            size) is not None
+
+    def _leave_boot_cache(self, instance):
+        """Stream the image into the disk, off the host's cache.
+
+        A disk moving to another host cannot take this host's cache with
+        it: it becomes complete (no backing file) and the lease ends.
+        """
+        if not self.boot_caches.enabled or not self.boot_caches.manager.\
+                leased_to(instance.uuid):
+            return
+        disk_path = os.path.join(libvirt_utils.get_instance_path(instance),
+                                 'disk')
+        dom = chain.domain_or_none(self._host.get_connection(),
+                                   instance.uuid)
+        chain.flatten(dom, disk_path, None, 'qcow2', FLATTEN_TIMEOUT_S)
+        self.boot_caches.release(instance.uuid)
+
+    def manage_image_cache(self, context, all_instances):
+        super().manage_image_cache(context, all_instances)
+        self.boot_caches.manage(context, {i.uuid for i in all_instances
+                                          if i.host == CONF.host})
+
     def snapshot(self, context, instance, image_id, update_task_state):
         self.layer_release.finish(instance.uuid)
         return super().snapshot(context, instance, image_id,
@@ -333,6 +407,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                                    network_info, block_device_info=None,
                                    timeout=0, retry_interval=0):
         self.layer_release.finish(instance.uuid)
+        self._leave_boot_cache(instance)
         return super().migrate_disk_and_power_off(
             context, instance, dest, flavor, network_info,
             block_device_info, timeout, retry_interval)
@@ -341,6 +416,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                        recover_method, block_migration=False,
                        migrate_data=None):
         self.layer_release.finish(instance.uuid)
+        self._leave_boot_cache(instance)
         return super().live_migration(context, instance, dest, post_method,
                                       recover_method, block_migration,
                                       migrate_data)
@@ -353,6 +429,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                         destroy_secrets)
         if destroy_disks:
             self.layer_release.forget(instance.uuid)
+            self.boot_caches.release(instance.uuid)
 
     # -- reporting ---------------------------------------------------------
 
@@ -365,6 +442,8 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         data.setdefault('stats', {}).update(reporting.pool_stats(
             self.ready_by_key(), self.pool.usage_bytes() / 2 ** 20,
             CONF.substrate.memory_budget_mb))
+        data['stats'].update(reporting.cache_stats(
+            self.boot_caches.warm_images()))
         return data
 
     def update_provider_tree(self, provider_tree, nodename, allocations=None):
@@ -374,9 +453,18 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
     # -- pre-warming -------------------------------------------------------
 
     def cache_image(self, context, image_id):
-        """Fetch the image, then build the substrates configured for it."""
+        """Pre-warm the image: its boot cache, its substrates.
+
+        With image caches, the image's cache is warmed and the whole image
+        is fetched into _base only when substrates are configured for it
+        (they are built on _base) or when the cache cannot serve it.
+        """
+        configured_pools = self.pool_targets.for_image(image_id)
+        warmed = self._prewarm_boot_cache(context, image_id)
+        if warmed and not configured_pools:
+            return True
         fetched = super().cache_image(context, image_id)
-        for configured in self.pool_targets.for_image(image_id):
+        for configured in configured_pools:
             source = configured.source or self.resolve(context, configured)
             if source is None:
                 continue
@@ -391,6 +479,54 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             if target.source.image_meta.id == image_id:
                 self.keeper.ensure(context, target, retry_failed=True)
         return fetched
+
+    def _prewarm_boot_cache(self, context, image_id):
+        if not self.boot_caches.enabled or not CONF.substrate_cache.remote_url:
+            return False
+        try:
+            done = self.boot_caches.prewarm(context, image_id,
+                                            self._warmup_domain)
+        except engine_exception.SubstrateError as e:
+            LOG.warning('Image cache of %s not warmed, fetching it into '
+                        '_base: %s', image_id, e)
+            return False
+        LOG.info('Image cache of %s warmed: %s', image_id, done)
+        return True
+
+    @contextlib.contextmanager
+    def _warmup_domain(self, image):
+        """The domain XML of a warm-up boot: the image's smallest instance.
+
+        Its files (kernel and ramdisk of AMI-style images, the root disk
+        on the cache) exist until the warm-up is over.
+        """
+        meta = objects.ImageMeta.from_dict(image)
+        props = image.get('properties', {})
+        flavor = objects.Flavor(
+            id=0, flavorid='substrate-warmup', name='substrate-warmup',
+            memory_mb=max(meta.min_ram or 0, WARMUP_MEMORY_MB), vcpus=1,
+            root_gb=meta.min_disk or 0, ephemeral_gb=0, swap=0,
+            extra_specs={}, rxtx_factor=1.0, vcpu_weight=0, disabled=False,
+            is_public=True, description=None)
+        source = pools.Source(
+            meta, flavor, props.get('kernel_id'), props.get('ramdisk_id'),
+            nova_utils.get_system_metadata_from_image(image, flavor))
+        context = nova_context.get_admin_context()
+        instance = template_instance.make(context, source, CONF.host,
+                                          self._host.get_hostname())
+        instance_dir = libvirt_utils.get_instance_path(instance)
+        self._warmup_instances.add(instance.uuid)
+        try:
+            disk_info = blockinfo.get_disk_info(CONF.libvirt.virt_type,
+                                                instance, meta)
+            self._create_image(context, instance, disk_info['mapping'])
+            yield self._get_guest_xml(context, instance,
+                                      network_model.NetworkInfo(),
+                                      disk_info, meta)
+        finally:
+            self._warmup_instances.discard(instance.uuid)
+            shutil.rmtree(instance_dir, ignore_errors=True)
+            self.boot_caches.release(instance.uuid)
 
     # -- building (the pool keeper's builder) --------------------------------
 

@@ -50,6 +50,12 @@ def pool_stats(ready_by_key, memory_mb, budget_mb):
     return stats
 
 
+def cache_stats(bytes_by_image):
+    """The stats entries for the host's warm boot caches."""
+    return {CACHE_STAT_PREFIX + image_id: str(int(size))
+            for image_id, size in bytes_by_image.items() if size > 0}
+
+
 def ready_count(stats, key):
     """Ready substrates of one key in a host's stats (0 if none or junk)."""
     value = (stats or {}).get(KEY_STAT_PREFIX + key)

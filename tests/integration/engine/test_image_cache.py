@@ -36,7 +36,10 @@ class ImageCacheTestCase(base.LibvirtTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.guest = guests.get_guest('debian', cache_dir=base.GUEST_CACHE)
-        cls.remote = remote_mod.NBDRemote(cls.guest.disk, cls.work).start()
+        # A storage network's bandwidth: copy-on-read fills a cache no
+        # faster than the remote delivers.
+        cls.remote = remote_mod.NBDRemote(cls.guest.disk, cls.work,
+                                          bandwidth_mbps=800).start()
         cls.addClassCleanup(cls.remote.stop)
         cls.group = grp.getgrnam('libvirt-qemu').gr_gid
 

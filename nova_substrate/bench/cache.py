@@ -215,27 +215,29 @@ def count_result(n, boot_s, boot_bytes, replay_s, replay_bytes):
 
 def summary(result):
     """The result as a table, for people."""
-    lines = ['%d simultaneous startups of the %s guest, remote %s at %s '
-             'Mbit/s' % (max(result['counts']), result['guest'],
-                         result['server'], result['bandwidth_mbps']),
+    lines = ['Simultaneous startups of the %s guest (N = %s), remote: %s, '
+             '%g Mbit/s' % (result['guest'],
+                            ','.join(map(str, result['counts'])),
+                            result['server'], result['bandwidth_mbps']),
              'image %.1f MiB, cache %.1f MiB (%.1f%%), working set %.1f MiB,'
              ' recording boot %.1f s'
              % (result['image_bytes'] / MiB, result['cache_bytes'] / MiB,
                 100 * result['cache_fraction'],
                 result['working_set_bytes'] / MiB,
                 result['recording_boot_s']),
-             '',
-             '%4s  %12s  %12s  %14s  %14s  %16s  %16s'
-             % ('N', 'boot no cache', 'boot cache', 'replay no cache',
-                'replay cache', 'MiB/boot no cache', 'MiB/boot cache')]
-    for r in result['results']:
-        per_boot = r['remote_bytes_per_boot']
-        lines.append('%4d  %12s  %12s  %14s  %14s  %16.1f  %16.1f'
-                     % (r['n'], _seconds(r['no_cache_s']),
-                        _seconds(r['cache_s']),
-                        _seconds(r['replay_no_cache_s']),
-                        _seconds(r['replay_cache_s']),
-                        per_boot[NO_CACHE] / MiB, per_boot[CACHE] / MiB))
+             '']
+    columns = ('N', 'boot no cache', 'boot cache', 'replay no cache',
+               'replay cache', 'remote MiB/boot no cache',
+               'remote MiB/boot cache')
+    rows = [(str(r['n']), _seconds(r['no_cache_s']), _seconds(r['cache_s']),
+             _seconds(r['replay_no_cache_s']), _seconds(r['replay_cache_s']),
+             '%.1f' % (r['remote_bytes_per_boot'][NO_CACHE] / MiB),
+             '%.1f' % (r['remote_bytes_per_boot'][CACHE] / MiB))
+            for r in result['results']]
+    widths = [max(len(c), *(len(row[i]) for row in rows))
+              for i, c in enumerate(columns)]
+    for row in [columns] + rows:
+        lines.append('  '.join(cell.rjust(w) for cell, w in zip(row, widths)))
     ratios = result['ratios']
     lines.append('')
     lines.append('T(N max) / T(N min): ' + ', '.join(
@@ -252,44 +254,55 @@ def _seconds(value):
     return '-' if value is None else '%.2f s' % value
 
 
+def log2_ticks(counts):
+    """Powers of two from 1 up to the largest count, and the counts."""
+    ticks, power = set(counts), 1
+    while power <= max(counts):
+        ticks.add(power)
+        power *= 2
+    return sorted(ticks)
+
+
 def write_plot(result, path):
     """Startup time against N, in the style of the paper's figure."""
-    # Imported here: only --plot needs matplotlib, and Agg draws without
-    # a display.
-    import matplotlib
-    matplotlib.use('Agg')
-    from matplotlib import pyplot
+    # Imported here: only --plot needs matplotlib. Agg draws without a
+    # display, and a figure of its own leaves pyplot's global state alone.
+    from matplotlib.backends import backend_agg
+    from matplotlib import figure as mpl_figure
     from matplotlib import ticker
 
     counts = [r['n'] for r in result['results']]
-    lines = (('boot, no cache', 'no_cache_s', 'o', '-'),
-             ('boot, cache', 'cache_s', 's', '-'),
-             ('replay, no cache', 'replay_no_cache_s', '^', '--'),
-             ('replay, cache', 'replay_cache_s', 'D', '--'))
-    figure, axes = pyplot.subplots(figsize=(7, 4.5))
-    try:
-        for label, key, marker, style in lines:
-            points = [(r['n'], r[key]) for r in result['results']
-                      if r.get(key) is not None]
-            if points:
-                axes.plot(*zip(*points), marker=marker, linestyle=style,
-                          label=label)
-        axes.set_xscale('log', base=2)
-        axes.xaxis.set_major_locator(ticker.FixedLocator(counts))
-        axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
-        axes.xaxis.set_minor_locator(ticker.NullLocator())
-        axes.set_ylim(bottom=0)
-        axes.set_xlabel('number of simultaneous VM startups')
-        axes.set_ylabel('startup time (s)')
-        axes.set_title('%s guest, remote image at %s Mbit/s'
-                       % (result['guest'].capitalize(),
-                          result['bandwidth_mbps']))
-        axes.grid(True, which='major', linestyle=':')
-        axes.legend()
-        figure.tight_layout()
-        figure.savefig(path, format='png', dpi=100)
-    finally:
-        pyplot.close(figure)
+    # Boots solid, replays dashed; one colour per chain.
+    lines = (('boot, no cache', 'no_cache_s', 'o', '-', 'tab:red'),
+             ('boot, cache', 'cache_s', 's', '-', 'tab:blue'),
+             ('replay, no cache', 'replay_no_cache_s', '^', '--', 'tab:red'),
+             ('replay, cache', 'replay_cache_s', 'D', '--', 'tab:blue'))
+    figure = mpl_figure.Figure(figsize=(7, 4.5))
+    backend_agg.FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    highest = 0.0
+    for label, key, marker, style, colour in lines:
+        points = [(r['n'], r[key]) for r in result['results']
+                  if r.get(key) is not None]
+        if points:
+            axes.plot(*zip(*points), marker=marker, linestyle=style,
+                      color=colour, label=label)
+            highest = max(highest, max(t for _, t in points))
+    axes.set_xscale('log', base=2)
+    axes.xaxis.set_major_locator(ticker.FixedLocator(log2_ticks(counts)))
+    axes.xaxis.set_major_formatter(ticker.ScalarFormatter())
+    axes.xaxis.set_minor_locator(ticker.NullLocator())
+    axes.set_xlim(min(counts) / 1.25, max(counts) * 1.25)
+    axes.set_ylim(0, highest * 1.15 or 1)
+    axes.set_xlabel('number of simultaneous VM startups')
+    axes.set_ylabel('startup time (s)')
+    axes.set_title('%s guest, remote image at %g Mbit/s'
+                   % (result['guest'].capitalize(),
+                      result['bandwidth_mbps']))
+    axes.grid(True, which='major', linestyle=':')
+    axes.legend(loc='lower right')
+    figure.tight_layout()
+    figure.savefig(path, format='png', dpi=100)
 
 
 # -- the measurements --------------------------------------------------
@@ -526,7 +539,7 @@ class CacheBench:
     def run(self):
         self._start()
         image_bytes = os.stat(self.guest.disk).st_size
-        self.say('recording boot on a fresh cache (remote at %s Mbit/s)'
+        self.say('recording boot on a fresh cache (remote at %g Mbit/s)'
                  % self.bandwidth_mbps)
         before = self.remote.bytes_served()
         cache, working_set, reads, ready_s = self.record()

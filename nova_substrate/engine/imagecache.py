@@ -395,11 +395,14 @@ class CacheManager:
             caches = self.caches()
             if user_exists is not None:
                 for cache in caches:
+                    # A vanished user's lease ending is no use of the cache.
+                    used_at = cache.last_used()
                     for user in cache.users():
                         if not user_exists(user):
                             LOG.info('Dropping lease of vanished instance '
                                      '%s on %s', user, cache.name)
                             _unlink(os.path.join(cache.leases, user))
+                            os.utime(cache.leases, (used_at, used_at))
             unused = [c for c in caches if not c.users()]
             for cache in unused:
                 if cache.stale or (max_unused_s and

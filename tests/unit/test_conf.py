@@ -26,16 +26,48 @@ class ConfTest(testtools.TestCase):
         self.assertIn(('substrate', 'pool_path'), listed)
         self.assertIn(('substrate', 'memory_budget_mb'), listed)
         self.assertIn(('substrate_bench', 'guest_cache_dir'), listed)
+        self.assertIn(('substrate_cache', 'quota_mb'), listed)
         self.assertEqual(len(substrate_conf.substrate_opts) +
+                         len(substrate_conf.cache_opts) +
                          len(substrate_conf.bench_opts), len(listed))
 
-    def assertInvalid(self, option, **overrides):
+    def assertInvalid(self, option, group='substrate', **overrides):
         for name, value in overrides.items():
-            self.fixture.config(**{name: value, 'group': 'substrate'})
+            self.fixture.config(**{name: value, 'group': group})
         e = self.assertRaises(substrate_conf.InvalidOption,
                               substrate_conf.validate, self.conf)
-        self.assertEqual('[substrate] %s' % option, e.option)
-        self.assertIn('[substrate] %s' % option, str(e))
+        self.assertEqual('[%s] %s' % (group, option), e.option)
+        self.assertIn('[%s] %s' % (group, option), str(e))
+        return e
+
+    def test_cache_remote_url_without_image_id(self):
+        e = self.assertInvalid('remote_url', group='substrate_cache',
+                               remote_url='nbd://store:10809/images')
+        self.assertIn('{image_id}', str(e))
+
+    def test_cache_remote_url_unknown_scheme(self):
+        e = self.assertInvalid('remote_url', group='substrate_cache',
+                               remote_url='ftp://store/{image_id}')
+        self.assertIn('nbd, nbd+unix, http, https', str(e))
+
+    def test_cache_remote_urls_accepted(self):
+        for url in ('nbd://store:10809/{image_id}',
+                    'nbd+unix:///{image_id}?socket=/run/store.sock',
+                    'https://store.example/images/{image_id}'):
+            self.fixture.config(remote_url=url, group='substrate_cache')
+            substrate_conf.validate(self.conf)
+
+    def test_cache_budget_below_quota(self):
+        self.assertInvalid('budget_mb', group='substrate_cache',
+                           budget_mb=64, quota_mb=128)
+
+    def test_cache_relative_path(self):
+        self.assertInvalid('cache_path', group='substrate_cache',
+                           cache_path='caches')
+
+    def test_cache_unknown_qemu_group(self):
+        self.assertInvalid('qemu_group', group='substrate_cache',
+                           enabled=True, qemu_group='no-such-group-here')
 
     def test_relative_pool_path(self):
         self.assertInvalid('pool_path', pool_path='pool')

@@ -159,6 +159,7 @@ class BootCaches:
             return
         for image_id in sorted({c.image_id for c in self.manager.caches()}):
             self.check_image(context, image_id)
+        self.record_all()
         # Leases not named by an instance uuid are warm-ups in progress.
         evicted = self.manager.age(
             self.conf.max_unused_age,
@@ -166,6 +167,17 @@ class BootCaches:
                                    not uuidutils.is_uuid_like(u)))
         if evicted:
             LOG.info('Image caches evicted: %s', ', '.join(evicted))
+
+    def record_all(self):
+        """Keep each served cache's working set (the longest seen)."""
+        for cache in self.manager.caches():
+            if cache.stale or not cache.server.running():
+                continue
+            try:
+                self.manager.record(cache)
+            except engine_exception.SubstrateError as e:
+                LOG.warning('Working set of %s not recorded: %s',
+                            cache.name, e)
 
     def check_image(self, context, image_id):
         try:

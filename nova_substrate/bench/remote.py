@@ -1,15 +1,18 @@
-"""A remote base image server: an image file exported over NBD.
+"""Remote base image servers, standing for a cloud's image store.
 
-It stands for the storage network a cloud's compute hosts read images
-from. qemu-storage-daemon exports the file over TCP, optionally through a
-throttle group (the bandwidth limit), and traces every read reply it
-sends; the sum of those replies is the bytes the remote end served.
+NBDRemote: qemu-storage-daemon exports an image file over NBD on TCP,
+optionally through a throttle group (the bandwidth limit), and traces
+every read reply it sends; the sum of those replies is the bytes the
+remote end served. HTTPRemote: files served over HTTP with byte ranges,
+as a web server over Glance's filesystem store would.
 """
 
+import http.server
 import os
 import re
 import socket
 import subprocess
+import threading
 import time
 
 from nova_substrate.engine import exception
@@ -117,3 +120,90 @@ class NBDRemote:
             os.unlink(self.trace)
         except FileNotFoundError:
             pass
+
+
+class _RangeHandler(http.server.BaseHTTPRequestHandler):
+    """GET with one byte range, and HEAD: what QEMU's curl driver uses."""
+
+    protocol_version = 'HTTP/1.1'
+
+    def log_message(self, *args):
+        pass
+
+    def _file(self):
+        name = self.path.lstrip('/')
+        return self.server.files.get(name)
+
+    def do_HEAD(self):
+        path = self._file()
+        if path is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header('Content-Length', str(os.path.getsize(path)))
+        self.send_header('Accept-Ranges', 'bytes')
+        self.end_headers()
+
+    def do_GET(self):
+        path = self._file()
+        if path is None:
+            self.send_error(404)
+            return
+        size = os.path.getsize(path)
+        match = re.match(r'bytes=(\d+)-(\d*)$', self.headers.get('Range', ''))
+        start, end = 0, size - 1
+        if match:
+            start = int(match.group(1))
+            end = min(int(match.group(2) or size - 1), size - 1)
+        length = max(end - start + 1, 0)
+        with open(path, 'rb') as f:
+            f.seek(start)
+            data = f.read(length)
+        self.send_response(206 if match else 200)
+        if match:
+            self.send_header('Content-Range',
+                             'bytes %d-%d/%d' % (start, end, size))
+        self.send_header('Content-Length', str(len(data)))
+        self.send_header('Accept-Ranges', 'bytes')
+        self.end_headers()
+        self.wfile.write(data)
+        with self.server.lock:
+            self.server.bytes_served += len(data)
+
+
+class HTTPRemote:
+    """Files served over HTTP with byte ranges on 127.0.0.1, by name.
+
+    Like a web server over Glance's filesystem store, where each image is
+    a file named by its id.
+    """
+
+    SERVER = 'HTTP/1.1 with byte ranges (Python http.server)'
+
+    def __init__(self, files):
+        self.files = dict(files)
+        self._server = None
+        self._thread = None
+
+    def start(self):
+        self._server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                       _RangeHandler)
+        self._server.files = self.files
+        self._server.bytes_served = 0
+        self._server.lock = threading.Lock()
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def url(self, name):
+        return 'http://127.0.0.1:%d/%s' % (self._server.server_port, name)
+
+    def bytes_served(self):
+        return self._server.bytes_served
+
+    def stop(self):
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None

@@ -18,6 +18,7 @@ import uuid
 import libvirt
 from oslo_log import log as logging
 
+from nova_substrate.engine import cacheserver
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import exception
 from nova_substrate.engine import imagecache
@@ -109,11 +110,25 @@ def _wait_until_settled(dom, manager, cache, idle_s, timeout):
         if current != size:
             size, changed = current, now
         if cache.sealed or (changed is not None and now - changed >= idle_s):
+            # Reads waiting for a remote that went away look idle too.
+            _check_remote(cache)
             LOG.info('Warm-up boot of image %s read %d MiB in %.1f s',
                      cache.image_id, size // 2**20, now - started)
             return
         if now > deadline:
+            _check_remote(cache)
             LOG.warning('Warm-up boot of image %s still reading after '
                         '%d s; its cache holds %d MiB', cache.image_id,
                         timeout, size // 2**20)
             return
+
+
+def _check_remote(cache):
+    state = cache.state()
+    try:
+        cacheserver.probe_remote(state['remote_url'], state['format'],
+                                 timeout=10)
+    except cacheserver.RemoteUnavailable as e:
+        raise imagecache.RemoteUnavailable(
+            'warm-up boot of image %s: the remote base %s is no longer '
+            'readable (%s)' % (cache.image_id, state['remote_url'], e))

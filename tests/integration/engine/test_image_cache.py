@@ -281,3 +281,36 @@ def _unlink(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+class HTTPRemoteTestCase(base.LibvirtTestCase):
+    """A cache on an HTTP remote: files by image id, byte ranges."""
+
+    def test_cache_reads_lazily_over_http(self):
+        guest = guests.get_guest('debian', cache_dir=base.GUEST_CACHE)
+        image_id = 'debian-%s' % uuid.uuid4().hex[:8]
+        remote = remote_mod.HTTPRemote({image_id: guest.disk}).start()
+        self.addCleanup(remote.stop)
+        manager = imagecache.CacheManager(
+            os.path.join(self.work, 'caches'),
+            os.path.join(self.work, 'records'), QUOTA,
+            socket_group=grp.getgrnam('libvirt-qemu').gr_gid)
+        self.addCleanup(manager.stop_all)
+        cache = manager.open(image_id, 'identity-1', remote.url(image_id),
+                             'qcow2')
+        overlay = os.path.join(self.work, 'http-overlay.qcow2')
+        qemuimg.create_overlay(overlay, cache.link, 'qcow2')
+        self.addCleanup(_unlink, overlay)
+        # The first 16 MiB of the guest's disk, as the guest sees it.
+        _read_all(overlay, 'qcow2', 0, 16 * MiB)
+        served = remote.bytes_served()
+        self.assertGreater(served, 0)
+        self.assertLess(served, os.path.getsize(guest.disk) * 0.2)
+        self.assertGreater(cache.allocated_bytes(), 0)
+        # Read again: from the cache, nothing more from the remote.
+        _read_all(overlay, 'qcow2', 0, 16 * MiB)
+        self.assertEqual(served, remote.bytes_served())
+        # What the chain shows equals the image.
+        subprocess.run(['qemu-img', 'compare', '-U', '-f', 'qcow2', '-F',
+                        'qcow2', overlay, guest.disk], check=True,
+                       capture_output=True)

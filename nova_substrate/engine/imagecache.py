@@ -233,6 +233,10 @@ class CacheManager:
                                    image_format, size,
                                    cluster_size=CLUSTER_SIZE)
             qemuimg.create_overlay(cache.link, cache.server.url, 'raw', size)
+            # libvirt reads an overlay's backing chain as QEMU's user. The
+            # link holds no data, only the export's name.
+            os.chown(cache.link, 0, self.socket_group)
+            os.chmod(cache.link, 0o640)
             cache._update_state(image_id=cache.image_id, identity=identity,
                                 remote_url=remote_url, format=image_format,
                                 virtual_size=size,

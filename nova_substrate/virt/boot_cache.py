@@ -111,8 +111,12 @@ class BootCaches:
             return None
         try:
             virtual = cache.state()['virtual_size']
+            if size and size < virtual:
+                # What Nova's own image backend says in this case.
+                raise nova_exception.FlavorDiskSmallerThanImage(
+                    flavor_size=size, image_size=virtual)
             qemuimg.create_overlay(disk_path, cache.link, 'qcow2',
-                                   max(size or 0, virtual))
+                                   size or virtual)
         except Exception:
             self.manager.release(instance.uuid)
             raise

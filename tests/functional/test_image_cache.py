@@ -9,6 +9,7 @@ on the chain remote base <- cache <- instance overlay.
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -30,10 +31,15 @@ BOOT_TIMEOUT = 240
 class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
 
     GUEST = 'debian'
+    # The Debian guest's disk is 2 GiB.
+    FLAVOR_ROOT_GB = 2
 
     def setUp(self):
         self.cache_root = tempfile.mkdtemp(prefix='nova-substrate-caches-',
                                            dir='/var/tmp')
+        # QEMU's user reaches the caches' sockets through it.
+        os.chmod(self.cache_root, 0o755)
+        self.addCleanup(shutil.rmtree, self.cache_root, ignore_errors=True)
         super().setUp()
         self.addCleanup(self.driver.boot_caches.manager.stop_all)
 

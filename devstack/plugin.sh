@@ -209,7 +209,26 @@ function configure_nova_substrate_compute {
     _substrate_iniset_if_set hook_path "$SUBSTRATE_HOOK_PATH"
     _substrate_iniset_if_set ssh_host_keys "$SUBSTRATE_SSH_HOST_KEYS"
 
+    _substrate_configure_caches
     _substrate_validate_conf
+}
+
+function _substrate_configure_caches {
+    if [[ -z "$SUBSTRATE_CACHE_REMOTE_URL" ]]; then
+        iniset "$NOVA_CONF" substrate_cache enabled False
+        return 0
+    fi
+    iniset "$NOVA_CONF" substrate_cache enabled True
+    iniset "$NOVA_CONF" substrate_cache remote_url "$SUBSTRATE_CACHE_REMOTE_URL"
+    iniset "$NOVA_CONF" substrate_cache cache_path "$SUBSTRATE_CACHE_PATH"
+    iniset "$NOVA_CONF" substrate_cache record_path "$SUBSTRATE_CACHE_RECORD_PATH"
+    iniset "$NOVA_CONF" substrate_cache qemu_group "$SUBSTRATE_CACHE_QEMU_GROUP"
+    if [[ -n "$SUBSTRATE_CACHE_QUOTA_MB" ]]; then
+        iniset "$NOVA_CONF" substrate_cache quota_mb "$SUBSTRATE_CACHE_QUOTA_MB"
+    fi
+    if [[ -n "$SUBSTRATE_CACHE_BUDGET_MB" ]]; then
+        iniset "$NOVA_CONF" substrate_cache budget_mb "$SUBSTRATE_CACHE_BUDGET_MB"
+    fi
 }
 
 function configure_nova_substrate_scheduler {
@@ -279,6 +298,14 @@ function init_nova_substrate {
     # Docked memory states hold guest memory: only nova-compute and
     # libvirtd (root) may read them.
     sudo install -d -m 0700 -o "$STACK_USER" "$SUBSTRATE_POOL_PATH"
+    if [[ -n "$SUBSTRATE_CACHE_REMOTE_URL" ]]; then
+        # nova-compute hands the caches' sockets to QEMU's group, which it
+        # can do only as a member of it.
+        sudo usermod -a -G "$SUBSTRATE_CACHE_QEMU_GROUP" "$STACK_USER"
+        sudo install -d -m 0710 -o "$STACK_USER" \
+            -g "$SUBSTRATE_CACHE_QEMU_GROUP" "$SUBSTRATE_CACHE_PATH"
+        sudo install -d -m 0700 -o "$STACK_USER" "$SUBSTRATE_CACHE_RECORD_PATH"
+    fi
 }
 
 function create_nova_substrate_flavor {

@@ -92,10 +92,12 @@ def growth_curve(samples, total):
     """
     base = samples[0][1]
     span = max(b for _, b in samples) - base
-    curve, high = [], 0.0
+    if span <= 0:
+        # Nothing seen growing: as if everything was read at the start.
+        return [total] * len(samples)
+    curve, high = [], 0
     for _, allocated in samples:
-        grown = (allocated - base) * total / span if span > 0 else 0.0
-        high = max(high, grown)
+        high = max(high, (allocated - base) * total / span)
         curve.append(high)
     return curve
 
@@ -334,24 +336,24 @@ def _in_parallel(calls):
 
 
 class _Sampler:
-    """A thread sampling the cache's allocated bytes over time."""
+    """A thread sampling the cache's allocated bytes, from time t0 on."""
 
-    def __init__(self, cache, interval=SAMPLE_INTERVAL_S):
+    def __init__(self, cache, t0, interval=SAMPLE_INTERVAL_S):
         self.cache = cache
+        self.t0 = t0
         self.interval = interval
         self.samples = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name='cache-growth-sampler')
 
-    def start(self, t0):
-        self._t0 = t0
+    def start(self):
         self._sample()
         self._thread.start()
         return self
 
     def _sample(self):
-        self.samples.append((time.monotonic() - self._t0,
+        self.samples.append((time.monotonic() - self.t0,
                              self.cache.allocated_bytes()))
 
     def _run(self):
@@ -453,7 +455,7 @@ class CacheBench:
                                self.guest.disk_bytes)
         xml = self._domain_xml(name, overlay)
         t0 = time.monotonic()
-        sampler = _Sampler(cache).start(t0)
+        sampler = _Sampler(cache, t0).start()
         try:
             dom = self.conn.createXML(xml, 0)
             guest_agent.GuestAgent(dom).wait_booted(
@@ -479,9 +481,14 @@ class CacheBench:
         xmls = [self._domain_xml(name, overlay)
                 for name, overlay in instances]
         deadline = time.monotonic() + STARTUP_TIMEOUT_S * n
+        stopping = threading.Event()
 
         def boot(xml):
             dom = self.conn.createXML(xml, 0)
+            if stopping.is_set():
+                # Started after the cleanup looked for it.
+                activate.destroy_domain(dom)
+                return
             guest_agent.GuestAgent(dom).wait_booted(self.hook_path,
                                                     deadline)
 
@@ -490,6 +497,7 @@ class CacheBench:
             _in_parallel([lambda xml=xml: boot(xml) for xml in xmls])
             return time.monotonic() - t0
         finally:
+            stopping.set()
             self._destroy([name for name, _ in instances])
             _unlink_all([overlay for _, overlay in instances])
 

@@ -184,7 +184,7 @@ class CacheServer:
             raise exception.SubstrateError(
                 'qemu-storage-daemon for %s did not start: %s'
                 % (self.export_name, message))
-        os.chown(self.socket, 0, socket_group)
+        os.chown(self.socket, -1, socket_group)
         os.chmod(self.socket, 0o660)
 
     @staticmethod

@@ -161,7 +161,7 @@ class CacheManager:
         for path, mode in ((self.root, 0o710), (self.record_root, 0o700)):
             os.makedirs(path, mode, exist_ok=True)
         # QEMU's group may reach the sockets below, and nothing else.
-        os.chown(self.root, 0, self.socket_group)
+        os.chown(self.root, -1, self.socket_group)
         os.chmod(self.root, 0o710)
 
     @contextlib.contextmanager
@@ -224,7 +224,7 @@ class CacheManager:
         shutil.rmtree(cache.directory, ignore_errors=True)
         os.makedirs(cache.directory, 0o710)
         try:
-            os.chown(cache.directory, 0, self.socket_group)
+            os.chown(cache.directory, -1, self.socket_group)
             os.chmod(cache.directory, 0o710)
             os.makedirs(cache.leases, 0o700)
             # The cache's own header names the remote for people reading
@@ -235,7 +235,7 @@ class CacheManager:
             qemuimg.create_overlay(cache.link, cache.server.url, 'raw', size)
             # libvirt reads an overlay's backing chain as QEMU's user. The
             # link holds no data, only the export's name.
-            os.chown(cache.link, 0, self.socket_group)
+            os.chown(cache.link, -1, self.socket_group)
             os.chmod(cache.link, 0o640)
             cache._update_state(image_id=cache.image_id, identity=identity,
                                 remote_url=remote_url, format=image_format,

@@ -128,6 +128,13 @@ class BootCaches:
         if self.enabled:
             self.manager.release(instance_uuid)
 
+    def is_link(self, path):
+        """Is path the link an overlay on one of the caches backs onto?"""
+        return bool(self.enabled and path and
+                    os.path.basename(path) == 'link.qcow2' and
+                    os.path.dirname(os.path.dirname(path)) ==
+                    self.manager.root)
+
     def remote_url(self, image_id):
         return self.conf.remote_url.format(image_id=image_id)
 

@@ -393,6 +393,65 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         chain.flatten(dom, disk_path, None, 'qcow2', FLATTEN_TIMEOUT_S)
         self.boot_caches.release(instance.uuid)
 
+    def _live_snapshot(self, context, instance, guest, disk_path, out_path,
+                       source_format, image_format, image_meta):
+        if not self.boot_caches.is_link(
+                libvirt_utils.get_disk_backing_file(
+                    disk_path, format=source_format, basename=False)):
+            return super()._live_snapshot(
+                context, instance, guest, disk_path, out_path,
+                source_format, image_format, image_meta)
+        self._live_snapshot_on_cache(context, instance, guest, disk_path,
+                                     out_path, image_format, image_meta)
+
+    def _live_snapshot_on_cache(self, context, instance, guest, disk_path,
+                                out_path, image_format, image_meta):
+        """LibvirtDriver's live snapshot, for a disk on an image cache.
+
+        The steps are LibvirtDriver's: a shallow block copy of the disk
+        into a delta on the same backing file, then the delta converted
+        to a complete image. Only the delta is made differently: Nova
+        refuses to create an image on a backing file that itself has a
+        backing file, and the cache's link has one by design (the
+        cache's export).
+        """
+        dev = guest.get_block_device(disk_path)
+        xml = guest.get_xml_desc(dump_inactive=True, dump_sensitive=True)
+        try:
+            dev.abort_job()
+        except Exception:
+            pass
+        disk = qemuimg.info(disk_path)
+        disk_delta = out_path + '.delta'
+        qemuimg.create_overlay(disk_delta, disk['full-backing-filename'],
+                               'qcow2', disk['virtual-size'])
+        try:
+            # A block copy cannot run on a persistent domain; it is defined
+            # again below whatever happens.
+            if guest.has_persistent_configuration():
+                self._delete_guest_configuration(guest, keep_vtpm=True,
+                                                 keep_nvram=True)
+            dev.rebase(disk_delta, copy=True, reuse_ext=True, shallow=True)
+            while not dev.is_job_complete():
+                time.sleep(0.5)
+        finally:
+            quiesced = False
+            try:
+                self.quiesce(context, instance, image_meta)
+                quiesced = True
+            except nova_exception.NovaException as err:
+                LOG.info('Skipping quiescing instance: %s.', err,
+                         instance=instance)
+            dev.abort_job()
+            self._host.write_instance_config(xml)
+            if quiesced:
+                self.unquiesce(context, instance, image_meta)
+        try:
+            libvirt_utils.extract_snapshot(disk_delta, 'qcow2', out_path,
+                                           image_format)
+        finally:
+            os.unlink(disk_delta)
+
     def manage_image_cache(self, context, all_instances):
         super().manage_image_cache(context, all_instances)
         self.boot_caches.manage(context, {i.uuid for i in all_instances

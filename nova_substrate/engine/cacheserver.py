@@ -45,6 +45,7 @@ TOP_NODE = 'top'
 PASS_THROUGH_GROUP = 'pass-through'
 WRITE_THRESHOLD_EVENT = 'BLOCK_WRITE_THRESHOLD'
 EXPORT_ID = 'serve'
+BULK_EXPORT_ID = 'bulk'
 
 _STOP_WAIT_S = 10.0
 # A remote that drops the connection gets this long to come back before
@@ -118,6 +119,12 @@ class CacheServer:
     def url(self):
         return 'nbd+unix:///%s?socket=%s' % (self.export_name, self.socket)
 
+    @property
+    def bulk_url(self):
+        """The same image without copy-on-read, for whole-image reads."""
+        return 'nbd+unix:///%s-bulk?socket=%s' % (self.export_name,
+                                                   self.socket)
+
     def pid(self):
         try:
             with open(self.pidfile) as f:
@@ -154,6 +161,10 @@ class CacheServer:
             '--nbd-server', 'addr.type=unix,addr.path=%s' % self.socket,
             '--export', 'type=nbd,id=%s,node-name=%s,name=%s,writable=off'
             % (EXPORT_ID, TOP_NODE, self.export_name),
+            # The cache node itself: block status follows its backing into
+            # the remote, and reads copy nothing.
+            '--export', 'type=nbd,id=%s,node-name=%s,name=%s-bulk,'
+            'writable=off' % (BULK_EXPORT_ID, CACHE_NODE, self.export_name),
             '--chardev', 'socket,id=monitor,path=%s,server=on,wait=off'
             % self.monitor,
             '--monitor', 'chardev=monitor',

@@ -75,6 +75,7 @@ class ImageCache:
         self.directory = os.path.join(root, name)
         self.cache_file = os.path.join(self.directory, 'cache.qcow2')
         self.link = os.path.join(self.directory, 'link.qcow2')
+        self.bulk_link = os.path.join(self.directory, 'bulk-link.qcow2')
         self.state_file = os.path.join(self.directory, 'state.json')
         self.leases = os.path.join(self.directory, 'users')
         self.server = cacheserver.CacheServer(self.directory, self.name)
@@ -232,11 +233,13 @@ class CacheManager:
             qemuimg.create_overlay(cache.cache_file, remote_url,
                                    image_format, size,
                                    cluster_size=CLUSTER_SIZE)
-            qemuimg.create_overlay(cache.link, cache.server.url, 'raw', size)
-            # libvirt reads an overlay's backing chain as QEMU's user. The
-            # link holds no data, only the export's name.
-            os.chown(cache.link, -1, self.socket_group)
-            os.chmod(cache.link, 0o640)
+            for link, url in ((cache.link, cache.server.url),
+                              (cache.bulk_link, cache.server.bulk_url)):
+                qemuimg.create_overlay(link, url, 'raw', size)
+                # libvirt reads an overlay's backing chain as QEMU's user.
+                # A link holds no data, only an export's name.
+                os.chown(link, -1, self.socket_group)
+                os.chmod(link, 0o640)
             cache._update_state(image_id=cache.image_id, identity=identity,
                                 remote_url=remote_url, format=image_format,
                                 virtual_size=size,

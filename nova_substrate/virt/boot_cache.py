@@ -135,6 +135,11 @@ class BootCaches:
                     os.path.dirname(os.path.dirname(path)) ==
                     self.manager.root)
 
+    @staticmethod
+    def bulk_link_of(link):
+        """The link of the same cache that reads without copy-on-read."""
+        return os.path.join(os.path.dirname(link), 'bulk-link.qcow2')
+
     def remote_url(self, image_id):
         return self.conf.remote_url.format(image_id=image_id)
 

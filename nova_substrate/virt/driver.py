@@ -423,8 +423,12 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             pass
         disk = qemuimg.info(disk_path)
         disk_delta = out_path + '.delta'
-        qemuimg.create_overlay(disk_delta, disk['full-backing-filename'],
-                               'qcow2', disk['virtual-size'])
+        # The delta reads the image through the cache without copying
+        # into it: a snapshot reads the whole image, not a boot's blocks.
+        qemuimg.create_overlay(
+            disk_delta, self.boot_caches.bulk_link_of(
+                disk['full-backing-filename']),
+            'qcow2', disk['virtual-size'])
         try:
             # A block copy cannot run on a persistent domain; it is defined
             # again below whatever happens.

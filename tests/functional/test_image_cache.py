@@ -121,7 +121,10 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         # A snapshot of an instance on the cached chain is complete.
         marker = 'cached-chain-%s' % uuid.uuid4().hex
         self.guest_run(server, 'echo %s > /root/marker; sync' % marker)
+        held = cache.allocated_bytes()
         snapshot_id = self._create_image_and_wait(server)
+        # The snapshot read the whole image without filling the cache.
+        self.assertLess(cache.allocated_bytes(), held + 4 * MiB)
         snapshot = os.path.join(self.cache_root, 'snapshot.img')
         with open(snapshot, 'wb') as f:
             f.write(self.image_data(snapshot_id))
@@ -135,7 +138,8 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         found = subprocess.run(['grep', '-c', '-a', marker, raw],
                                capture_output=True, text=True).stdout
         os.unlink(raw)
-        self.assertEqual('1', found.strip())
+        # In the file's block, and maybe in the journal too.
+        self.assertGreaterEqual(int(found.strip() or 0), 1)
 
         # Deleting the server ends its lease; the cache can go now, and
         # its recorded working set stays.
@@ -155,10 +159,11 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         self.admin_api.api_post(
             '/os-aggregates/%s/images' % aggregate['id'],
             {'cache': [{'id': self.image_id}]}, check_response_status=[202])
-        self._wait_for(lambda: any(c.allocated_bytes() >= recorded.bytes
-                                   for c in self.caches.caches_of(
-                                       self.image_id)),
-                       120, 'the cache to be pre-warmed')
+        self._wait_for(lambda: any(
+            c.allocated_bytes() >= min(recorded.bytes,
+                                       self.caches.seal_threshold(c))
+            for c in self.caches.caches_of(self.image_id)),
+            120, 'the cache to be pre-warmed')
         self.assertFalse(os.path.exists(self.base_file()))
         self.assertLess(self.remote.bytes_served() - served,
                         recorded.bytes * 1.3)

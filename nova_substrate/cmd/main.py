@@ -14,9 +14,12 @@
                                [--bandwidth-mbps M] [--memory-mb M]
                                [--no-boot]
     nova-substrate activations [--json] [--limit N] [--instance UUID]
+    nova-substrate cache list [--json]
+    nova-substrate cache evict NAME|IMAGE_ID
 
 On a compute host, pass Nova's configuration (--config-file
-/etc/nova/nova.conf) so the command sees the driver's [substrate] options.
+/etc/nova/nova.conf) so the command sees the driver's [substrate] and
+[substrate_cache] options.
 """
 
 import argparse
@@ -32,6 +35,7 @@ from oslo_log import log as logging
 from nova_substrate.bench import activation as activation_bench
 from nova_substrate.bench import cache as cache_bench
 from nova_substrate.cmd import activations
+from nova_substrate.cmd import caches
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import build
 from nova_substrate.engine import connection
@@ -343,6 +347,9 @@ def build_parser():
 
     p = activations.add_parser(top)
     p.set_defaults(func=lambda args: activations.run(args, CONF))
+
+    p = caches.add_parser(top)
+    p.set_defaults(func=lambda args: caches.run(args, CONF, _print_table))
 
     bench = top.add_parser('bench', help='benchmarks (print JSON)')
     bench_cmds = bench.add_subparsers(dest='command', required=True)

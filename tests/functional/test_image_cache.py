@@ -174,6 +174,32 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         self.assertLess(self.remote.bytes_served() - served, read * 0.1)
         self.delete_server(server)
 
+    def test_prewarm_without_record_boots_the_image_once(self):
+        self.flags(warmup_idle=5, group='substrate_cache')
+        aggregate = self.admin_api.post_aggregate(
+            {'aggregate': {'name': 'warm-hosts'}})
+        self.admin_api.add_host_to_aggregate(aggregate['id'], 'compute')
+        self.admin_api.api_post(
+            '/os-aggregates/%s/images' % aggregate['id'],
+            {'cache': [{'id': self.image_id}]}, check_response_status=[202])
+
+        def recorded():
+            caches = self.caches.caches_of(self.image_id)
+            return caches and self.caches.working_set(caches[0].name)
+        self._wait_for(recorded, BOOT_TIMEOUT, 'a warm-up boot to record')
+        [cache] = self.caches.caches_of(self.image_id)
+        self.assertGreater(self.caches.working_set(cache.name).bytes,
+                           5 * MiB)
+        # The warm-up left no domain, overlay, lease or _base download.
+        self._wait_for(lambda: not [
+            d for d in self.conn.listAllDomains()
+            if d.name().startswith('substrate-warmup-')],
+            60, 'the warm-up domain to go')
+        self.assertEqual([], cache.users())
+        self.assertEqual([], [f for f in os.listdir(os.path.join(
+            self.cache_root, 'caches', '.warmup'))])
+        self.assertFalse(os.path.exists(self.base_file()))
+
     def test_unreachable_remote_boots_from_base(self):
         self.remote.stop()
         server = self.boot_and_wait()

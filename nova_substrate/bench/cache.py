@@ -57,7 +57,7 @@ LOG = logging.getLogger(__name__)
 MiB = 2 ** 20
 GUEST = 'debian'
 DEFAULT_COUNTS = (1, 2, 4, 8, 16)
-DEFAULT_BANDWIDTH_MBPS = 100
+DEFAULT_BANDWIDTH_MBPS = 50
 DEFAULT_MEMORY_MB = 256
 VCPUS = 1
 CACHE_QUOTA_BYTES = 256 * MiB
@@ -146,8 +146,8 @@ def qemu_io_script(reads):
     Reads are asynchronous: each is issued at its recorded time whatever
     earlier reads still wait on the remote, so the demand over time is
     the recording boot's and only the supply differs between chains.
-    Sleeps are whole milliseconds from the script's start, so rounding
-    does not add up.
+    Sleeps are whole milliseconds, counted from the script's start so
+    that rounding errors do not add up.
     """
     lines, clock_ms = [], 0
     for read in reads:

@@ -16,6 +16,7 @@ import tempfile
 
 import testtools
 
+from nova_substrate.bench import cache as cache_bench
 from nova_substrate.cmd import main as cmd_main
 from tests.integration import base
 
@@ -63,8 +64,9 @@ class CacheBenchTest(testtools.TestCase):
                       'cache_fraction', 'targets'):
             self.assertIn(field, report)
         self.assertEqual([1, 2], report['counts'])
-        self.assertEqual(100, report['bandwidth_mbps'])
-        self.assertIn('12500000 bytes/s', report['limit'])
+        mbps = cache_bench.DEFAULT_BANDWIDTH_MBPS
+        self.assertEqual(mbps, report['bandwidth_mbps'])
+        self.assertIn('%d bytes/s' % (mbps * 10 ** 6 // 8), report['limit'])
         self.assertFalse(report['boot'])
         # The remote serves the qcow2 file Nova would download; the cache
         # holds the boot's working set, a part of it.

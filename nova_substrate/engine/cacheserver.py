@@ -34,6 +34,7 @@ import time
 import urllib.parse
 
 from nova_substrate.engine import exception
+from nova_substrate.engine import files
 from nova_substrate.engine import qmp
 
 PROTOCOL_NODE = 'remote-protocol'
@@ -123,7 +124,7 @@ class CacheServer:
     def bulk_url(self):
         """The same image without copy-on-read, for whole-image reads."""
         return 'nbd+unix:///%s-bulk?socket=%s' % (self.export_name,
-                                                   self.socket)
+                                                  self.socket)
 
     def pid(self):
         try:
@@ -142,7 +143,7 @@ class CacheServer:
         """Start serving; RemoteUnavailable if the remote base is not."""
         for stale in (self.socket, self.monitor, self.event_monitor,
                       self.pidfile):
-            _unlink(stale)
+            files.unlink_if_exists(stale)
         top_file = COR_NODE if copy_on_read else CACHE_NODE
         args = [
             'qemu-storage-daemon',
@@ -247,7 +248,7 @@ class CacheServer:
                 _kill(pid, signal.SIGKILL)
         for path in (self.socket, self.monitor, self.event_monitor,
                      self.pidfile):
-            _unlink(path)
+            files.unlink_if_exists(path)
 
 
 def _alive(pid):
@@ -267,11 +268,4 @@ def _kill(pid, sig):
     try:
         os.kill(pid, sig)
     except OSError:
-        pass
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
         pass

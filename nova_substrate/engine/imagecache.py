@@ -24,8 +24,6 @@ an image whose data changes gets a new cache, and the old one is purged
 as soon as no instance uses it.
 """
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +36,7 @@ from oslo_log import log as logging
 
 from nova_substrate.engine import cacheserver
 from nova_substrate.engine import exception
+from nova_substrate.engine import files
 from nova_substrate.engine import qemuimg
 from nova_substrate.engine import workingset
 
@@ -165,16 +164,9 @@ class CacheManager:
         os.chown(self.root, -1, self.socket_group)
         os.chmod(self.root, 0o710)
 
-    @contextlib.contextmanager
     def _locked(self):
         self._ensure_dirs()
-        fd = os.open(os.path.join(self.root, '.lock'),
-                     os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return files.locked(os.path.join(self.root, '.lock'))
 
     def record_path(self, name):
         return os.path.join(self.record_root, name + '.json')
@@ -378,7 +370,7 @@ class CacheManager:
             for cache in self.caches_of(image_id):
                 if cache.name == keep:
                     continue
-                _unlink(self.record_path(cache.name))
+                files.unlink_if_exists(self.record_path(cache.name))
                 if cache.users():
                     cache._update_state(stale=True)
                     LOG.info('Image cache %s is stale; removed when its '
@@ -408,7 +400,8 @@ class CacheManager:
                         if not user_exists(user):
                             LOG.info('Dropping lease of vanished instance '
                                      '%s on %s', user, cache.name)
-                            _unlink(os.path.join(cache.leases, user))
+                            files.unlink_if_exists(
+                                os.path.join(cache.leases, user))
                             os.utime(cache.leases, (used_at, used_at))
             unused = [c for c in caches if not c.users()]
             for cache in unused:
@@ -533,10 +526,3 @@ class QuotaWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-
-
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

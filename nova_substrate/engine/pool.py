@@ -23,7 +23,6 @@ header in place. A layer outlives its template while clones use it.
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import uuid
 from oslo_log import log as logging
 
 from nova_substrate.engine import exception
+from nova_substrate.engine import files
 from nova_substrate.engine import saveimage
 
 LOG = logging.getLogger(__name__)
@@ -53,11 +53,6 @@ def _fsize(path):
         return os.stat(path).st_blocks * 512
     except FileNotFoundError:
         return 0
-
-
-def _unlink(path):
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
 
 
 class Template(object):
@@ -108,7 +103,7 @@ class Claim(object):
         return self.template.key
 
     def discard(self):
-        _unlink(self.path)
+        files.unlink_if_exists(self.path)
 
 
 class SubstratePool(object):
@@ -129,15 +124,8 @@ class SubstratePool(object):
 
     # -- locking ---------------------------------------------------------
 
-    @contextlib.contextmanager
     def locked(self):
-        fd = os.open(os.path.join(self.path, '.lock'),
-                     os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return files.locked(os.path.join(self.path, '.lock'))
 
     # -- paths -----------------------------------------------------------
 
@@ -169,8 +157,8 @@ class SubstratePool(object):
             pass
 
     def remove_layer_user(self, layer_id, domain_uuid):
-        _unlink(os.path.join(self.layer_dir(layer_id), 'users',
-                             domain_uuid))
+        files.unlink_if_exists(os.path.join(self.layer_dir(layer_id),
+                                            'users', domain_uuid))
 
     def layers(self):
         """Ids of every layer on disk."""
@@ -312,7 +300,7 @@ class SubstratePool(object):
                     remaining -= n
         except BaseException:
             os.close(fd)
-            _unlink(tmp)
+            files.unlink_if_exists(tmp)
             raise
         os.close(fd)
         return tmp
@@ -364,8 +352,8 @@ class SubstratePool(object):
 
     def usage_bytes(self):
         total = 0
-        for root, _dirs, files in os.walk(self.path):
-            total += sum(_fsize(os.path.join(root, f)) for f in files)
+        for root, _dirs, names in os.walk(self.path):
+            total += sum(_fsize(os.path.join(root, f)) for f in names)
         return total
 
     def _make_room(self, nbytes, keep, limit=None):
@@ -453,7 +441,7 @@ class SubstratePool(object):
                     reason = self._check_copy(template, path, verify_digest)
                     if reason:
                         removed.append((path, reason))
-                        _unlink(path)
+                        files.unlink_if_exists(path)
                 adopted.append(key)
             for key in os.listdir(os.path.join(self.path, 'ready')):
                 if self.get(key) is None:

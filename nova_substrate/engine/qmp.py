@@ -97,7 +97,8 @@ class QMPConnection:
             raise QMPError('QMP %s on %s: %s' % (command, self.path, e))
         if 'error' in message:
             raise QMPError('QMP %s on %s failed: %s'
-                           % (command, self.path, message['error'].get('desc')))
+                           % (command, self.path,
+                              message['error'].get('desc')))
         return message.get('return')
 
     def read_events(self):

@@ -20,9 +20,9 @@ import os
 from oslo_log import log as logging
 from oslo_utils import uuidutils
 
-from nova import exception as nova_exception
 from nova.compute import task_states
 from nova.compute import vm_states
+from nova import exception as nova_exception
 
 from nova_substrate.engine import exception as engine_exception
 from nova_substrate.engine import imagecache

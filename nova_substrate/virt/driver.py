@@ -48,6 +48,7 @@ from nova.virt.libvirt import utils as libvirt_utils
 from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import activate
 from nova_substrate.engine import build
+from nova_substrate.engine import chain
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import exception as engine_exception
 from nova_substrate.engine import pool as substrate_pool
@@ -55,7 +56,6 @@ from nova_substrate.engine import qemuimg
 from nova_substrate.engine import settings as engine_settings
 from nova_substrate import notifications
 from nova_substrate import substrate_key
-from nova_substrate.engine import chain
 from nova_substrate.virt import boot_cache
 from nova_substrate.virt import clone_disks
 from nova_substrate.virt import imagecache

@@ -77,6 +77,15 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
             time.monotonic() + BOOT_TIMEOUT)
         return server
 
+    def precache_image_on_host(self):
+        """POST /os-aggregates/{id}/images (2.81) for the compute's host."""
+        aggregate = self.admin_api.post_aggregate(
+            {'aggregate': {'name': 'warm-hosts'}})
+        self.admin_api.add_host_to_aggregate(aggregate['id'], 'compute')
+        self.admin_api.api_post(
+            '/os-aggregates/%s/images' % aggregate['id'],
+            {'cache': [{'id': self.image_id}]}, check_response_status=[202])
+
     def host_stats(self):
         ctx = nova_context.get_admin_context()
         self.compute.manager.update_available_resource(ctx)
@@ -153,12 +162,7 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         # Pre-warm (microversion 2.81) replays the record into a new
         # cache, still without downloading the image.
         served = self.remote.bytes_served()
-        aggregate = self.admin_api.post_aggregate(
-            {'aggregate': {'name': 'warm-hosts'}})
-        self.admin_api.add_host_to_aggregate(aggregate['id'], 'compute')
-        self.admin_api.api_post(
-            '/os-aggregates/%s/images' % aggregate['id'],
-            {'cache': [{'id': self.image_id}]}, check_response_status=[202])
+        self.precache_image_on_host()
         self._wait_for(lambda: any(
             c.allocated_bytes() >= min(recorded.bytes,
                                        self.caches.seal_threshold(c))
@@ -176,12 +180,7 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
 
     def test_prewarm_without_record_boots_the_image_once(self):
         self.flags(warmup_idle=5, group='substrate_cache')
-        aggregate = self.admin_api.post_aggregate(
-            {'aggregate': {'name': 'warm-hosts'}})
-        self.admin_api.add_host_to_aggregate(aggregate['id'], 'compute')
-        self.admin_api.api_post(
-            '/os-aggregates/%s/images' % aggregate['id'],
-            {'cache': [{'id': self.image_id}]}, check_response_status=[202])
+        self.precache_image_on_host()
 
         def recorded():
             caches = self.caches.caches_of(self.image_id)
@@ -226,4 +225,3 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         self._wait_for(uploaded, 240, 'the snapshot to be uploaded')
         return [i for i in self.glance.detail(ctx)
                 if i['name'] == 'cached-snapshot'][0]['id']
-

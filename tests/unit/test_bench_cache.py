@@ -220,7 +220,8 @@ class CommandLineTest(testtools.TestCase):
     def test_defaults(self):
         args = self.parse()
         self.assertEqual([1, 2, 4, 8, 16], args.counts)
-        self.assertEqual(cache_bench.DEFAULT_BANDWIDTH_MBPS, args.bandwidth_mbps)
+        self.assertEqual(cache_bench.DEFAULT_BANDWIDTH_MBPS,
+                         args.bandwidth_mbps)
         self.assertEqual(256, args.memory_mb)
         self.assertFalse(args.no_boot)
         self.assertIsNone(args.plot)

@@ -17,6 +17,7 @@ import uuid
 import libvirt
 
 from nova_substrate.bench import remote as remote_mod
+from nova_substrate.engine import files
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import imagecache
 from nova_substrate.engine import qemuimg
@@ -71,7 +72,7 @@ class ImageCacheTestCase(base.LibvirtTestCase):
         manager.acquire(cache, name)
         self.addCleanup(manager.release, name)
         qemuimg.create_overlay(overlay, cache.link, 'qcow2')
-        self.addCleanup(_unlink, overlay)
+        self.addCleanup(files.unlink_if_exists, overlay)
         dom = self.conn.createXML(self.domain_xml(name, overlay), 0)
         self.addCleanup(_destroy, dom)
         guest_agent.GuestAgent(dom).wait_booted(
@@ -132,7 +133,7 @@ class ImageCacheTestCase(base.LibvirtTestCase):
         self.guest_run(dom, 'echo cached-chain > /root/marker; sync')
         dom.suspend()
         snapshot = os.path.join(self.work, name + '-snapshot.qcow2')
-        self.addCleanup(_unlink, snapshot)
+        self.addCleanup(files.unlink_if_exists, snapshot)
         subprocess.run(['qemu-img', 'convert', '-U', '-O', 'qcow2', overlay,
                         snapshot], check=True)
         # The snapshot alone holds everything the guest sees.
@@ -150,7 +151,7 @@ class ImageCacheTestCase(base.LibvirtTestCase):
         name = 'it-snapboot-%s' % uuid.uuid4().hex[:8]
         overlay = os.path.join(self.work, name + '.qcow2')
         qemuimg.create_overlay(overlay, image, 'qcow2')
-        self.addCleanup(_unlink, overlay)
+        self.addCleanup(files.unlink_if_exists, overlay)
         dom = self.conn.createXML(self.domain_xml(name, overlay), 0)
         self.addCleanup(_destroy, dom)
         guest_agent.GuestAgent(dom).wait_booted(
@@ -276,13 +277,6 @@ def _destroy(dom):
         pass
 
 
-def _unlink(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 class HTTPRemoteTestCase(base.LibvirtTestCase):
     """A cache on an HTTP remote: files by image id, byte ranges."""
 
@@ -300,7 +294,7 @@ class HTTPRemoteTestCase(base.LibvirtTestCase):
                              'qcow2')
         overlay = os.path.join(self.work, 'http-overlay.qcow2')
         qemuimg.create_overlay(overlay, cache.link, 'qcow2')
-        self.addCleanup(_unlink, overlay)
+        self.addCleanup(files.unlink_if_exists, overlay)
         # The first 16 MiB of the guest's disk, as the guest sees it.
         _read_all(overlay, 'qcow2', 0, 16 * MiB)
         served = remote.bytes_served()

@@ -393,6 +393,28 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         chain.flatten(dom, disk_path, None, 'qcow2', FLATTEN_TIMEOUT_S)
         self.boot_caches.release(instance.uuid)
 
+    def _create_images_and_backing(self, context, instance, instance_dir,
+                                   disk_info, fallback_from_host=None):
+        """Recreate missing backing files; a cache's link is not Nova's.
+
+        Hard reboot, host boot resume and migration recreate each disk's
+        backing file in _base from its image. A disk on an image cache
+        has the cache's link there instead, which the cache (served again
+        if need be) provides; fetching the image would only waste a whole
+        download under the link's name.
+        """
+        if self.boot_caches.enabled and disk_info:
+            on_cache = [info for info in disk_info
+                        if info.get('backing_file') and
+                        self.boot_caches.is_link(_backing_or_none(
+                            os.path.join(instance_dir,
+                                         os.path.basename(info['path']))))]
+            if on_cache:
+                self.boot_caches.manager.resume()
+                disk_info = [i for i in disk_info if i not in on_cache]
+        return super()._create_images_and_backing(
+            context, instance, instance_dir, disk_info, fallback_from_host)
+
     def _live_snapshot(self, context, instance, guest, disk_path, out_path,
                        source_format, image_format, image_meta):
         if not self.boot_caches.is_link(
@@ -672,6 +694,13 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
         if current != labels.get('image'):
             return keeper.CHANGED
         return keeper.CURRENT
+
+
+def _backing_or_none(path):
+    try:
+        return qemuimg.backing_file(path)
+    except engine_exception.SubstrateError:
+        return None
 
 
 def _guest_metadata(instance):

@@ -127,6 +127,16 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
         self.assertTrue(os.path.exists(cache.link))
         self.assertTrue(cache.server.running())
 
+        # A hard reboot recreates the domain on the same chain, without
+        # fetching the image.
+        self.server_action(server, 'reboot', {'type': 'HARD'})
+        guest_agent.GuestAgent(self.domain_of(server)).wait_booted(
+            self.driver.settings.hook_path, time.monotonic() + BOOT_TIMEOUT)
+        self.assertEqual(cache.link, self.disk_backing(server))
+        self.assertNotIn('link.qcow2', os.listdir(
+            os.path.join(self.instances_path, '_base')))
+        self.assertFalse(os.path.exists(self.base_file()))
+
         # A snapshot of an instance on the cached chain is complete.
         marker = 'cached-chain-%s' % uuid.uuid4().hex
         self.guest_run(server, 'echo %s > /root/marker; sync' % marker)

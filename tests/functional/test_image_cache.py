@@ -209,6 +209,15 @@ class ImageCacheBootTest(substrate_cloud.SubstrateDriverTestCase):
             self.cache_root, 'caches', '.warmup'))])
         self.assertFalse(os.path.exists(self.base_file()))
 
+        # Deleting the image purges its cache and its record at the next
+        # periodic pass.
+        ctx = nova_context.get_admin_context()
+        self.glance.delete(ctx, self.image_id)
+        self.driver.manage_image_cache(ctx, [])
+        self.assertEqual([], self.caches.caches_of(self.image_id))
+        self.assertIsNone(self.caches.working_set(cache.name))
+        self.assertFalse(cache.server.running())
+
     def test_unreachable_remote_boots_from_base(self):
         self.remote.stop()
         server = self.boot_and_wait()

@@ -302,7 +302,7 @@ def write_plot(result, path):
                    % (result['guest'].capitalize(),
                       result['bandwidth_mbps']))
     axes.grid(True, which='major', linestyle=':')
-    axes.legend(loc='lower right')
+    axes.legend(loc='upper left')
     figure.tight_layout()
     figure.savefig(path, format='png', dpi=100)
 

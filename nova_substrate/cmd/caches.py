@@ -13,10 +13,8 @@ pre-warm replays it.
 """
 
 import datetime
-import grp
 import json
 
-from nova_substrate import conf as substrate_conf
 from nova_substrate.engine import imagecache
 
 HELP = "this host's boot working-set image caches"
@@ -36,19 +34,6 @@ def add_parser(subparsers):
                        help='a cache name (IMAGE_ID@IDENTITY) or an image '
                             'id (all its caches)')
     return parser
-
-
-def open_manager(conf):
-    cache = conf.substrate_cache
-    try:
-        group = grp.getgrnam(cache.qemu_group).gr_gid
-    except KeyError:
-        raise substrate_conf.InvalidOption(
-            'substrate_cache', 'qemu_group',
-            'no group %r on this host' % cache.qemu_group)
-    return imagecache.CacheManager(
-        cache.cache_path, cache.record_path, cache.quota_mb * 2 ** 20,
-        cache.budget_mb * 2 ** 20, socket_group=group)
 
 
 def describe(manager):
@@ -73,7 +58,7 @@ def _table_row(row):
 
 
 def run(args, conf, print_table):
-    manager = open_manager(conf)
+    manager = imagecache.CacheManager.from_options(conf.substrate_cache)
     if args.cache_action == 'list':
         rows = describe(manager)
         if args.json:

@@ -24,6 +24,7 @@ an image whose data changes gets a new cache, and the old one is purged
 as soon as no instance uses it.
 """
 
+import grp
 import hashlib
 import json
 import os
@@ -154,6 +155,19 @@ class CacheManager:
         self.budget_bytes = budget_bytes
         self.socket_group = socket_group
         self.replay_timeout = replay_timeout
+
+    @classmethod
+    def from_options(cls, options):
+        """The manager the [substrate_cache] options describe."""
+        try:
+            group = grp.getgrnam(options.qemu_group).gr_gid
+        except KeyError:
+            raise exception.SubstrateError(
+                '[substrate_cache] qemu_group: no group %r on this host'
+                % options.qemu_group)
+        return cls(options.cache_path, options.record_path,
+                   options.quota_mb * 2 ** 20, options.budget_mb * 2 ** 20,
+                   socket_group=group)
 
     # -- where things are --------------------------------------------
 

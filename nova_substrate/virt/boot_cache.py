@@ -14,7 +14,6 @@ engine calls. Instances lease the cache before their overlay exists and
 give it back when their disks are destroyed.
 """
 
-import grp
 import os
 
 from oslo_log import log as logging
@@ -49,10 +48,7 @@ class BootCaches:
         self.manager = None
         self.watcher = None
         if self.conf.enabled:
-            self.manager = imagecache.CacheManager(
-                self.conf.cache_path, self.conf.record_path,
-                self.conf.quota_mb * 2 ** 20, self.conf.budget_mb * 2 ** 20,
-                socket_group=grp.getgrnam(self.conf.qemu_group).gr_gid)
+            self.manager = imagecache.CacheManager.from_options(self.conf)
 
     @property
     def enabled(self):

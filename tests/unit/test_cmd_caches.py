@@ -33,7 +33,8 @@ class CacheCommandTest(testtools.TestCase):
                        qemu_group='root', group='substrate_cache')
         self.useFixture(fixtures.MockPatch(
             'nova_substrate.engine.cacheserver.CacheServer.stop'))
-        self.manager = caches.open_manager(self.conf)
+        self.manager = imagecache.CacheManager.from_options(
+            self.conf.substrate_cache)
 
     def make(self, image_id):
         cache = imagecache.ImageCache(self.manager.root,

@@ -161,3 +161,20 @@ class ManagerRulesTest(testtools.TestCase):
         self.make('a', 'v2', size=3 * MiB)
         warm = self.manager.warm_images()
         self.assertGreaterEqual(warm['a'], 3 * MiB)
+
+
+class FromOptionsTest(testtools.TestCase):
+
+    def test_unknown_qemu_group_names_the_option(self):
+        options = mock.Mock(qemu_group='no-such-group-here')
+        e = self.assertRaises(imagecache.exception.SubstrateError,
+                              imagecache.CacheManager.from_options, options)
+        self.assertIn('[substrate_cache] qemu_group', str(e))
+
+    def test_sizes_in_bytes(self):
+        options = mock.Mock(qemu_group='root', cache_path='/c',
+                            record_path='/r', quota_mb=2, budget_mb=3)
+        manager = imagecache.CacheManager.from_options(options)
+        self.assertEqual((2 * MiB, 3 * MiB, 0),
+                         (manager.quota_bytes, manager.budget_bytes,
+                          manager.socket_group))

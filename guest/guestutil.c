@@ -303,7 +303,7 @@ static int write_file(const char *path, const unsigned char *data,
         fprintf(stderr, PROG ": unbase64: path too long\n");
         return -1;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         fprintf(stderr, PROG ": unbase64: open %s: %s\n", tmp,
                 strerror(errno));
@@ -323,7 +323,7 @@ static int write_file(const char *path, const unsigned char *data,
         }
         done += (size_t)written;
     }
-    if (fchmod(fd, 0644) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    if (fchmod(fd, 0600) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
         fprintf(stderr, PROG ": unbase64: %s: %s\n", path, strerror(errno));
         unlink(tmp);
         return -1;

@@ -61,12 +61,24 @@ substrate_opts = [
                     'private copy of the key\'s template memory state and '
                     'is consumed by one activation.'),
     cfg.IntOpt('build_memory_mb',
-               default=128,
-               min=32,
-               help='Current memory (MiB) of a guest while its substrate is '
-                    'built. The flavor\'s RAM stays the maximum; an '
-                    'activation grows the guest to it. Smaller means a '
-                    'smaller docked memory state.'),
+               default=0,
+               min=0,
+               help='Memory (MiB) a guest boots with while its substrate '
+                    'is built, at most the flavor\'s RAM. '
+                    '\n\n'
+                    'Possible values:\n\n'
+                    '* 0 (default): the flavor\'s RAM. A first boot that '
+                    'runs cloud-init, generates keys or starts services '
+                    'needs it: in too little memory it thrashes the page '
+                    'cache until the build times out.\n'
+                    '* A smaller size, for images whose first boot is '
+                    'known to fit.\n\n'
+                    'Either way, once the first boot is over the balloon '
+                    'squeezes out the memory the guest no longer uses, so '
+                    'the docked memory state holds only what the guest '
+                    'keeps in use.\n\n'
+                    'Related options:\n\n'
+                    '* build_timeout'),
     cfg.IntOpt('spare_pcie_ports',
                default=8,
                min=1,
@@ -275,7 +287,8 @@ def validate(conf):
         raise InvalidOption('substrate', 'max_substrates_per_key',
                             'is smaller than [substrate] substrates_per_key '
                             '(%d)' % sub.substrates_per_key)
-    if sub.memory_budget_mb and sub.memory_budget_mb < sub.build_memory_mb:
+    if sub.memory_budget_mb and sub.build_memory_mb and \
+            sub.memory_budget_mb < sub.build_memory_mb:
         raise InvalidOption('substrate', 'memory_budget_mb',
                             'is smaller than [substrate] build_memory_mb '
                             '(%d MiB): no substrate would fit'

@@ -9,8 +9,10 @@ when the guest confirms its new identity.
 import base64
 import contextlib
 import dataclasses
+import io
 import json
 import os
+import tarfile
 import threading
 import time
 
@@ -32,9 +34,14 @@ SEED_BYTES = 64
 class CloneSpec:
     """The clone to make: its domain identity, size, NICs and identity.
 
-    nics are libvirt <interface> XML documents, hot-plugged after restore;
-    their MAC addresses are what the guest waits for. metadata is handed
-    to the guest as JSON.
+    nics are libvirt <interface> XML documents, hot-plugged after restore
+    (once the guest has its new identity and entropy); their MAC
+    addresses are what the guest waits for. instance_data is what a
+    booted instance reads from its config drive (relative path to bytes,
+    in the config drive's layout: openstack/latest/meta_data.json, ...):
+    cloud-init in the guest takes it as a new instance's datasource.
+    metadata is handed to the guest as JSON, for guests without
+    cloud-init.
     """
     name: str
     uuid: str
@@ -45,6 +52,7 @@ class CloneSpec:
     console_log: str = None
     nics: list = dataclasses.field(default_factory=list)
     metadata: dict = dataclasses.field(default_factory=dict)
+    instance_data: dict = None
     #: The full domain XML the clone stands in for (Nova's, for an
     #: instance): when given, the clone takes its identity, disks and
     #: console log from it (domainxml.adopt_identity).
@@ -124,15 +132,17 @@ def activate_clone(conn, pool, key, spec, settings, copy_if_empty=True):
         timings['restored_s'] = time.monotonic() - t0
         _check_digest(pool, key, template, digest)
         claim.discard()
+        _reinsert_media(dom)
         dom.resume()
         timings['running_s'] = time.monotonic() - t0
         _grow(dom, spec, template.meta)
         timings['grown_s'] = time.monotonic() - t0
+        deadline = t0 + settings.activate_timeout
         agent = guest_agent.GuestAgent(dom)
-        agent.wait_ready(t0 + settings.activate_timeout)
+        agent.wait_ready(deadline)
         timings['agent_s'] = time.monotonic() - t0
-        report = _hand_over_identity(agent, spec, macs, settings,
-                                     t0 + settings.activate_timeout)
+        report = _hand_over_identity(agent, dom, spec, macs, settings,
+                                     deadline, timings, t0)
         timings['ready_s'] = time.monotonic() - t0
     except BaseException as e:
         if digest is not None and not isinstance(
@@ -188,38 +198,115 @@ def _check_fits(spec, meta):
                                  spec.vcpus, spec.memory_mb))
 
 
+def _reinsert_media(dom):
+    """Eject and insert again every CD-ROM of the restored clone.
+
+    The clone's config drive is its own instance's, but the guest kernel
+    still holds the size and contents of the template's placeholder it
+    saw at build time. A medium change is what makes a guest read a
+    CD-ROM again: QEMU reports it, and the guest revalidates the drive
+    on its next open.
+    """
+    flags = (libvirt.VIR_DOMAIN_AFFECT_LIVE |
+             libvirt.VIR_DOMAIN_DEVICE_MODIFY_FORCE)
+    for ejected, inserted in domainxml.cdrom_changes(dom.XMLDesc(0)):
+        dom.updateDeviceFlags(ejected, flags)
+        dom.updateDeviceFlags(inserted, flags)
+
+
 def _grow(dom, spec, meta):
-    """vCPUs hot-plugged and balloon deflated where needed, NICs attached.
+    """vCPUs hot-plugged and balloon deflated where needed.
 
     Templates are saved at their full size, so for a clone of its own
-    key's size only the NICs are new. Done on the running guest: it
-    handles the hot-plug events while the host issues the next, and the
-    hook waits for every device anyway.
+    key's size nothing is done here. NICs come later, once the guest has
+    its new identity.
     """
     live = libvirt.VIR_DOMAIN_AFFECT_LIVE
     if spec.vcpus > meta.get('current_vcpus', 1):
         dom.setVcpusFlags(spec.vcpus, live)
     if spec.memory_mb > meta.get('current_memory_mb', 0):
         dom.setMemoryFlags(spec.memory_mb * 1024, live)
-    for nic in spec.nics:
-        dom.attachDeviceFlags(nic, live)
 
 
-def _hand_over_identity(agent, spec, macs, settings, deadline):
-    fields = {
+def instance_data_tar(files):
+    """files (relative path to bytes) as a tar archive, root's alone."""
+    out = io.BytesIO()
+    dirs = set()
+    with tarfile.open(fileobj=out, mode='w', format=tarfile.GNU_FORMAT) as tar:
+        for path in sorted(files):
+            parts = path.split('/')
+            if path.startswith('/') or '..' in parts or '' in parts:
+                raise exception.ActivationError(
+                    'instance data path %r is not relative' % path)
+            for depth in range(1, len(parts)):
+                parent = '/'.join(parts[:depth])
+                if parent not in dirs:
+                    dirs.add(parent)
+                    tar.addfile(_tar_member(parent, tarfile.DIRTYPE, 0o700))
+            data = files[path]
+            if isinstance(data, str):
+                data = data.encode('utf-8')
+            tar.addfile(_tar_member(path, tarfile.REGTYPE, 0o600,
+                                    len(data)), io.BytesIO(data))
+    return out.getvalue()
+
+
+def _tar_member(name, kind, mode, size=0):
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.size = kind, mode, size
+    info.uid = info.gid = 0
+    info.mtime = int(time.time())
+    return info
+
+
+def _hand_over_identity(agent, dom, spec, macs, settings, deadline,
+                        timings, t0):
+    """The guest's new identity, then its NICs and instance data.
+
+    The NICs are plugged only once the guest has reseeded its RNG and
+    renewed its machine-id: DHCP client ids and IPv6 addresses derive
+    from them. Without NICs both steps are one call of the hook.
+    """
+    identity = {
         'time_ns': time.time_ns(),
         'seed': os.urandom(SEED_BYTES).hex(),
         'hostname': spec.hostname,
         'instance_uuid': spec.uuid,
         'vcpus': spec.vcpus,
-        'macs': ','.join(macs),
-        'metadata_b64': base64.b64encode(
-            json.dumps(spec.metadata).encode()).decode(),
-        'wait_s': max(1, int(deadline - time.monotonic())),
         'ssh_keys': settings.ssh_host_keys,
     }
-    report = agent.hook(settings.hook_path, 'activate', fields,
-                        deadline=deadline, accept=(0, 3))
+    network = {'instance_uuid': spec.uuid, 'macs': ','.join(macs)}
+    if spec.metadata:
+        network['metadata_b64'] = base64.b64encode(
+            json.dumps(spec.metadata).encode()).decode()
+    if spec.instance_data:
+        network['instance_data_b64'] = base64.b64encode(
+            instance_data_tar(spec.instance_data)).decode()
+
+    def wait_s():
+        return max(1, int(deadline - time.monotonic()))
+
+    if not spec.nics:
+        report = agent.hook(settings.hook_path, 'activate',
+                            dict(identity, wait_s=wait_s(), **network),
+                            deadline=deadline, accept=(0, 3))
+    else:
+        report = agent.hook(settings.hook_path, 'identity',
+                            dict(identity, wait_s=wait_s()),
+                            deadline=deadline, accept=(0, 3))
+        _check_report(report, 'identity')
+        timings['identity_s'] = time.monotonic() - t0
+        for nic in spec.nics:
+            dom.attachDeviceFlags(nic, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        timings['nics_s'] = time.monotonic() - t0
+        report.update(agent.hook(settings.hook_path, 'network',
+                                 dict(network, wait_s=wait_s()),
+                                 deadline=deadline, accept=(0, 3)))
+    if report.get('cloud_init_rc') not in (None, 0):
+        LOG.warning('cloud-init in %s exited %s: a module failed, as it '
+                    'would have at boot (see the guest\'s '
+                    '/var/log/cloud-init.log)', spec.name,
+                    report['cloud_init_rc'])
     macs_up = {m.lower() for m in report.get('macs_up', [])}
     missing = sorted(set(macs) - macs_up)
     if report.get('error') or missing or \
@@ -234,6 +321,12 @@ def _hand_over_identity(agent, spec, macs, settings, deadline):
                                         % (report.get('hostname'),
                                            spec.hostname))
     return report
+
+
+def _check_report(report, step):
+    if report.get('error'):
+        raise exception.ActivationError('guest failed its %s: %s'
+                                        % (step, report['error']))
 
 
 def _cleanup(conn, dom, spec, pool, layer_id, claim, overlay_made):

@@ -1,10 +1,13 @@
-"""Building a substrate: boot miniaturized, wait ready, generalize, save.
+"""Building a substrate: boot, wait for the first boot's work, generalize, save.
 
-The guest boots once, with its target's maximum memory and vCPUs but a
-small current size and no NICs. When its hook reports the boot finished,
-the hook removes everything that identifies it, and libvirt saves its
-memory state. The disk overlay the boot wrote becomes the template's
-frozen layer; the memory state goes to the pool.
+The guest boots once, at its target's memory (a first boot that unpacks,
+generates and starts things needs it) with one vCPU and no NICs, as a
+placeholder cloud-init instance. When its hook reports the boot finished,
+cloud-init included, the hook removes everything that identifies it, the
+balloon squeezes out the memory the boot no longer uses, the remaining
+vCPUs are plugged, and libvirt saves its memory state. The disk overlay
+the boot wrote becomes the template's frozen layer; the memory state goes
+to the pool.
 """
 
 import contextlib
@@ -37,6 +40,8 @@ _BALLOON_STILL_S = 1.5
 # Free memory the guest keeps while the balloon squeezes out the rest.
 _SQUEEZE_MARGIN_KB = 4 * 1024
 _SQUEEZE_FLOOR_KB = 32 * 1024
+# How often a build asks the guest how its first boot is going.
+_BOOT_POLL_S = 0.5
 
 
 @dataclasses.dataclass
@@ -66,7 +71,8 @@ class BuildSpec:
 
 def build_substrate(conn, pool, spec, settings, progress=None):
     """Build and dock a substrate for spec.key; returns the pool Template."""
-    say = progress or (lambda msg: None)
+    say = progress or (lambda msg: LOG.info('Substrate %s: %s', spec.key,
+                                            msg))
     started = time.monotonic()
     deadline = started + settings.build_timeout
     layer_id = pool.new_layer()
@@ -90,16 +96,18 @@ def build_substrate(conn, pool, spec, settings, progress=None):
         if spec.copy_boot_files:
             xml = _copy_boot_files(xml, pool.layer_dir(layer_id))
         xml = _with_free_root_ports(conn, xml, settings.spare_pcie_ports)
-        say('booting %s (%d MiB max, %d MiB current)' % (
-            name, spec.memory_mb, settings.build_memory_mb))
+        boot_memory_mb = min(settings.build_memory_mb or spec.memory_mb,
+                             spec.memory_mb)
+        say('booting %s (%d MiB, 1 of %d vCPUs)' % (
+            name, boot_memory_mb, spec.vcpus))
         dom = conn.createXML(xml, 0)
         agent = guest_agent.GuestAgent(dom)
-        agent.wait_booted(settings.hook_path, deadline)
+        status = wait_first_boot(agent, settings, deadline, say)
         booted = time.monotonic()
-        say('booted in %.1f s; generalizing' % (booted - started))
+        say('booted in %.1f s (cloud-init: %s); generalizing' % (
+            booted - started, status.get('cloud_init', 'unknown')))
         agent.hook(settings.hook_path, 'generalize', deadline=deadline)
-        _squeeze(dom, agent, settings.build_memory_mb, spec.memory_mb,
-                 deadline)
+        _squeeze(dom, agent, boot_memory_mb, spec.memory_mb, deadline)
         _add_vcpus(dom, agent, spec.vcpus, deadline)
         say('saving memory state')
         dom_memory_kb = dom.info()[2]
@@ -119,7 +127,11 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             'stream_bytes': stream_bytes,
             'memory_mb': spec.memory_mb,
             'vcpus': spec.vcpus,
-            'build_memory_mb': settings.build_memory_mb,
+            'build_memory_mb': boot_memory_mb,
+            # What the guest has for taking its identity: cloud-init
+            # absent, disabled or done, and the hook's version.
+            'guest': {'cloud_init': status.get('cloud_init', 'absent'),
+                      'hook_version': status.get('hook_version')},
             # The size clones are restored at; activation grows them
             # only beyond it.
             'current_memory_mb': dom_memory_kb // 1024,
@@ -139,6 +151,41 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     say('docked %s: %.1f MiB memory state in %.1f s' % (
         spec.key, stream_bytes / 2 ** 20, meta['build_s']))
     return template
+
+
+def wait_first_boot(agent, settings, deadline, say):
+    """Wait until the hook says the guest's first boot is over.
+
+    That is the init system done and cloud-init done (or absent, or
+    disabled); say() is told each change of either while the build waits.
+    Returns the hook's last status. A timeout names the option that
+    bounds it and what the guest was still doing.
+    """
+    try:
+        agent.wait_ready(deadline)
+    except exception.GuestAgentTimeout:
+        raise exception.GuestAgentTimeout(
+            'the guest agent did not answer within the build timeout '
+            '(%d s, [substrate] build_timeout): the image needs '
+            'qemu-guest-agent and the property hw_qemu_guest_agent=yes, '
+            'and its first boot must fit in the flavor\'s memory'
+            % settings.build_timeout)
+    last = None
+    while True:
+        status = agent.hook(settings.hook_path, 'status', deadline=deadline)
+        if status.get('ready'):
+            return status
+        state = 'init system %s, cloud-init %s' % (
+            status.get('init', 'starting'), status.get('cloud_init', '?'))
+        if state != last:
+            say('waiting for the first boot to finish: %s' % state)
+            last = state
+        if time.monotonic() >= deadline:
+            raise exception.GuestAgentTimeout(
+                'the guest did not finish its first boot within the build '
+                'timeout (%d s, [substrate] build_timeout): %s'
+                % (settings.build_timeout, state))
+        time.sleep(_BOOT_POLL_S)
 
 
 def abort_builds(conn, layer_root):

@@ -183,13 +183,70 @@ def _ensure_balloon(devices):
     balloon.set('freePageReporting', 'on')
 
 
+def _ensure_genid(root):
+    """A VM generation id, which libvirt renews on every restore.
+
+    Guest kernels built with CONFIG_VMGENID reseed their RNG when it
+    changes, so each clone's kernel learns that it is a clone.
+    """
+    for node in root.findall('genid'):
+        root.remove(node)
+    uuid_node = root.find('uuid')
+    genid = ET.Element('genid')
+    if uuid_node is not None:
+        root.insert(list(root).index(uuid_node) + 1, genid)
+    else:
+        root.append(genid)
+
+
+def _set_build_datasource(root, instance_id, hostname):
+    """SMBIOS data telling cloud-init to run as a placeholder instance.
+
+    cloud-init's first boot of an image (default user, packages, its own
+    start-up) is work a substrate does once for all its clones; with no
+    datasource cloud-init would disable itself instead, or wait for a
+    metadata service. The NoCloud datasource takes its instance id from
+    the SMBIOS serial number; clones get the owner's SMBIOS data and
+    their instance's own datasource.
+    """
+    sysinfo = root.find('sysinfo')
+    if sysinfo is None:
+        sysinfo = ET.SubElement(root, 'sysinfo', type='smbios')
+    system = _child(sysinfo, 'system')
+    for entry in system.findall("entry[@name='serial']"):
+        system.remove(entry)
+    serial = ET.SubElement(system, 'entry', name='serial')
+    serial.text = 'ds=nocloud;i=%s;h=%s' % (instance_id, hostname)
+    os_node = _child(root, 'os')
+    _child(os_node, 'smbios').set('mode', 'sysinfo')
+
+
+def cdrom_changes(xml):
+    """(ejected, inserted) device XML for each CD-ROM holding a medium."""
+    changes = []
+    for disk in parse(xml).findall('./devices/disk'):
+        if disk.get('device') != 'cdrom' or disk.find('source') is None:
+            continue
+        ejected = copy.deepcopy(disk)
+        for tag in ('source', 'backingStore'):
+            for node in ejected.findall(tag):
+                ejected.remove(node)
+        inserted = copy.deepcopy(disk)
+        for node in inserted.findall('backingStore'):
+            inserted.remove(node)
+        changes.append((tostring(ejected), tostring(inserted)))
+    return changes
+
+
 def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
                 spare_ports, disk_path, console_log):
     """The build domain for a substrate of the domain described by xml.
 
-    Its maximum memory and vCPUs are the target's, its current ones are
-    small; it has no NICs (clones get theirs hot-plugged), spare PCIe root
-    ports, a guest agent channel and a balloon with free page reporting.
+    Its maximum memory and vCPUs are the target's; it boots with
+    build_memory_mb (the target's if 0) and one vCPU; it has no NICs
+    (clones get theirs hot-plugged), spare PCIe root ports, a guest agent
+    channel, a balloon with free page reporting, a VM generation id and a
+    placeholder cloud-init datasource.
     """
     root = parse(xml)
     if root.get('type') not in ('qemu', 'kvm'):
@@ -205,8 +262,11 @@ def miniaturize(xml, name, uuid, memory_mb, vcpus, build_memory_mb,
             'fails on i440fx ("Bus pci.0 does not support hotplugging")')
     _set_text(root, 'name', name)
     _set_uuid(root, uuid)
+    _ensure_genid(root)
+    _set_build_datasource(root, name, 'substrate')
     for tag, mb in (('memory', memory_mb),
-                    ('currentMemory', min(build_memory_mb, memory_mb))):
+                    ('currentMemory',
+                     min(build_memory_mb or memory_mb, memory_mb))):
         node = _child(root, tag)
         node.set('unit', 'KiB')
         node.text = str(mb * 1024)
@@ -272,6 +332,8 @@ def adopt_identity(xml, owner_xml, disk_path):
         _set_text(root, tag, text)
     for tag in ('title', 'description', 'metadata', 'sysinfo'):
         _adopt_element(root, owner, tag)
+    # The build's SMBIOS data (its placeholder datasource) goes with it.
+    _adopt_element(_child(root, 'os'), _child(owner, 'os'), 'smbios')
     _set_disk_source(root, disk_path)
     owner_disks = {_target_dev(d): d for d in owner.findall('./devices/disk')}
     root_disk = primary_disk(root)

@@ -10,7 +10,7 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class EngineSettings:
-    build_memory_mb: int = 128
+    build_memory_mb: int = 0
     spare_pcie_ports: int = 8
     build_timeout: float = 300.0
     activate_timeout: float = 30.0

@@ -63,6 +63,7 @@ from nova_substrate.virt import keeper
 from nova_substrate.virt import pools
 from nova_substrate.virt import reporting
 from nova_substrate.virt import template_instance
+from nova_substrate.virt import tenant_data
 
 LOG = logging.getLogger(__name__)
 CONF = substrate_conf.CONF
@@ -75,11 +76,21 @@ WARMUP_MEMORY_MB = 512
 
 
 class ActivationPlan(object):
-    """One spawn's activation: planned, then tried at most once."""
+    """One spawn's activation: planned, then tried at most once.
 
-    def __init__(self, key, source):
+    It keeps what spawn() was given for the instance's own data (the
+    request context, injected files, admin password, network info): a
+    clone gets the same data a config drive would carry.
+    """
+
+    def __init__(self, key, source, context=None, injected_files=None,
+                 admin_password=None, network_info=None):
         self.key = key
         self.source = source
+        self.context = context
+        self.injected_files = injected_files
+        self.admin_password = admin_password
+        self.network_info = network_info
         self.tried = False
         self.clone = None
         self.error = None
@@ -183,10 +194,13 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             if template is None:
                 reason = 'this host holds no substrate %s' % source.key
             else:
-                reason = self._template_mismatch(template, instance)
+                reason = (self._template_mismatch(template, instance) or
+                          tenant_data.unserved(template.meta, instance,
+                                               network_info, admin_password))
             if reason is None:
                 plan = self._plans[instance.uuid] = ActivationPlan(
-                    source.key, source)
+                    source.key, source, context, injected_files,
+                    admin_password, network_info)
         try:
             super().spawn(context, instance, image_meta, injected_files,
                           admin_password, allocations, network_info,
@@ -300,7 +314,9 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                 memory_mb=instance.flavor.memory_mb,
                 hostname=instance.hostname,
                 nics=domainxml.interfaces(xml),
-                metadata=_guest_metadata(instance),
+                instance_data=tenant_data.instance_data(
+                    plan.context, instance, plan.injected_files,
+                    plan.admin_password, plan.network_info),
                 owner_xml=xml)
             conn = self._host.get_connection()
             clone = activate.activate_clone(conn, self.pool, plan.key, spec,
@@ -701,22 +717,3 @@ def _backing_or_none(path):
         return qemuimg.backing_file(path)
     except engine_exception.SubstrateError:
         return None
-
-
-def _guest_metadata(instance):
-    """What the guest hook is told about its instance (metadata.json)."""
-    meta = {
-        'uuid': instance.uuid,
-        'name': instance.display_name,
-        'hostname': instance.hostname,
-        'project_id': instance.project_id,
-        'availability_zone': instance.availability_zone,
-        'launch_index': instance.launch_index,
-        'meta': dict(instance.metadata or {}),
-    }
-    if instance.key_data:
-        meta['public_keys'] = {instance.key_name or 'default':
-                               instance.key_data}
-    if instance.user_data:
-        meta['user_data'] = instance.user_data
-    return meta

@@ -180,9 +180,13 @@ class GuestHookTest(base.LibvirtTestCase):
 
     def test_status_says_ready(self):
         status = self.status()
-        self.assertEqual({'ready', 'activated', 'hook_version'}, set(status))
+        self.assertEqual({'ready', 'activated', 'hook_version', 'init',
+                          'cloud_init'}, set(status))
         self.assertIs(True, status['ready'])
-        self.assertEqual('1', status['hook_version'])
+        self.assertEqual('2', status['hook_version'])
+        # busybox init: the guest's init writes the boot marker
+        self.assertEqual('running', status['init'])
+        self.assertEqual('absent', status['cloud_init'])
         marker = self.guest_run(self.dom, '[ -e %s/activated ] && echo yes '
                                 '|| echo no' % STATE_DIR)
         self.assertEqual(marker == 'yes', status['activated'])
@@ -265,7 +269,9 @@ class GuestHookTest(base.LibvirtTestCase):
             'NOVA_SUBSTRATE_HOSTNAME=%s\n'
             'NOVA_SUBSTRATE_INSTANCE_UUID=%s\n'
             'NOVA_SUBSTRATE_MACHINE_ID=%s\n'
-            % (hostname, fields['instance_uuid'], answer['machine_id']),
+            'NOVA_SUBSTRATE_BOOT_ID=%s\n'
+            % (hostname, fields['instance_uuid'], answer['machine_id'],
+               answer['boot_id']),
             files[STATE_DIR + '/identity.env'])
         self.assertEqual(metadata,
                          json.loads(files[STATE_DIR + '/metadata.json']))
@@ -277,6 +283,51 @@ class GuestHookTest(base.LibvirtTestCase):
         guest_epoch = int(self.guest_run(self.dom, 'date +%s'))
         self.assertLess(abs(guest_epoch - time_ns // 10 ** 9), 3600)
         self.assertIs(True, self.status()['activated'])
+
+    def test_activation_gives_a_new_boot_id(self):
+        before = self.guest_run(self.dom,
+                                'cat /proc/sys/kernel/random/boot_id')
+        _fields, answer = self.activate('new-boot')
+        after = self.guest_run(self.dom,
+                               'cat /proc/sys/kernel/random/boot_id')
+        self.assertRegex(answer['boot_id'], '^[0-9a-f-]{36}$')
+        self.assertEqual(answer['boot_id'], after)
+        self.assertNotEqual(before, after)
+        _fields, again = self.activate('newer-boot')
+        self.assertEqual(again['boot_id'], self.guest_run(
+            self.dom, 'cat /proc/sys/kernel/random/boot_id'))
+        self.assertNotEqual(answer['boot_id'], again['boot_id'])
+
+    def test_instance_data_is_readable_by_root_only(self):
+        self.activate('private', metadata_b64=base64.b64encode(
+            b'{"secret": 1}').decode())
+        self.assertEqual('700 600', self.guest_run(
+            self.dom, 'stat -c %%a %s %s/metadata.json'
+            % (STATE_DIR, STATE_DIR)).replace('\n', ' '))
+
+    def test_identity_then_network(self):
+        # What the engine does for a clone with NICs: identity first, the
+        # NICs are plugged, then network.
+        iface, _up = self.guest_nic()
+        self.guest_run(self.dom, 'ip link set dev %s down' % iface)
+        fields = self.activation_fields('two-steps')
+        result = self.run_hook('identity', fields)
+        self.assertEqual(0, result.exitcode, result.stdout + result.stderr)
+        identity = result.json()
+        self.assertIs(True, identity['identity'])
+        self.assertEqual('two-steps', identity['hostname'])
+        self.assertNotIn('macs_up', identity)
+        self.assertEqual((iface, False), self.guest_nic())
+        result = self.run_hook('network', {
+            'instance_uuid': fields['instance_uuid'], 'macs': self.mac,
+            # No cloud-init in this guest: the data is not used, and the
+            # hook brings the NIC up itself.
+            'instance_data_b64': base64.b64encode(b'not a tar').decode()})
+        self.assertEqual(0, result.exitcode, result.stdout + result.stderr)
+        network = result.json()
+        self.assertEqual([self.mac], network['macs_up'])
+        self.assertEqual('absent', network['cloud_init'])
+        self.assertEqual((iface, True), self.guest_nic())
 
     def test_each_activation_is_a_new_machine(self):
         _fields, first = self.activate('first')

@@ -117,7 +117,18 @@ substrate_opts = [
     cfg.StrOpt('hook_path',
                default='/usr/sbin/nova-substrate-hook',
                help='Path of the in-guest activation hook (guest/) inside '
-                    'substrate guests.'),
+                    'substrate guests. A build installs the hook there, '
+                    'and its helper in /usr/sbin, through the guest agent '
+                    'when the image has none or one of another version.'),
+    cfg.StrOpt('guest_tools_path',
+               default='/var/lib/nova-substrate/guest-tools',
+               help='Directory where nova-compute keeps the static build '
+                    'of the hook\'s helper (guestutil.c, compiled on first '
+                    'use with gcc and libc6-dev) that builds install in '
+                    'guests. Created 0700; refused if a link, or owned or '
+                    'writable by another user.\n\n'
+                    'Related options:\n\n'
+                    '* hook_path'),
     cfg.MultiStrOpt('pools',
                     default=[],
                     sample_default=['cirros-image-id:m1.substrate:2'],
@@ -269,7 +280,7 @@ def validate(conf):
     instead of failing at its first activation.
     """
     sub = conf.substrate
-    for name in ('pool_path', 'layer_path', 'hook_path'):
+    for name in ('pool_path', 'layer_path', 'hook_path', 'guest_tools_path'):
         if not os.path.isabs(getattr(sub, name)):
             raise InvalidOption('substrate', name, 'must be an absolute path')
     if os.path.realpath(sub.pool_path) == os.path.realpath(sub.layer_path):

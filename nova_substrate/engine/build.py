@@ -1,4 +1,4 @@
-"""Building a substrate: boot, wait for the first boot's work, generalize, save.
+"""Building a substrate: boot, wait for the first boot, generalize, save.
 
 The guest boots once, at its target's memory (a first boot that unpacks,
 generates and starts things needs it) with one vCPU and no NICs, as a
@@ -20,9 +20,11 @@ import uuid
 import libvirt
 from oslo_log import log as logging
 
+from nova_substrate.engine import deliver
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import exception
 from nova_substrate.engine import guest as guest_agent
+from nova_substrate.engine import guest_tools
 from nova_substrate.engine import qemuimg
 from nova_substrate.engine import saveimage
 
@@ -102,6 +104,11 @@ def build_substrate(conn, pool, spec, settings, progress=None):
             name, boot_memory_mb, spec.vcpus))
         dom = conn.createXML(xml, 0)
         agent = guest_agent.GuestAgent(dom)
+        wait_agent(agent, settings, deadline)
+        if deliver.install_guest_tools(
+                agent, settings.hook_path, deliver.GUESTUTIL_PATH,
+                guest_tools.GuestTools(settings.guest_tools_path), deadline):
+            say('installed the hook and its helper through the guest agent')
         status = wait_first_boot(agent, settings, deadline, say)
         booted = time.monotonic()
         say('booted in %.1f s (cloud-init: %s); generalizing' % (
@@ -153,14 +160,8 @@ def build_substrate(conn, pool, spec, settings, progress=None):
     return template
 
 
-def wait_first_boot(agent, settings, deadline, say):
-    """Wait until the hook says the guest's first boot is over.
-
-    That is the init system done and cloud-init done (or absent, or
-    disabled); say() is told each change of either while the build waits.
-    Returns the hook's last status. A timeout names the option that
-    bounds it and what the guest was still doing.
-    """
+def wait_agent(agent, settings, deadline):
+    """Wait until the guest agent answers; a timeout names the option."""
     try:
         agent.wait_ready(deadline)
     except exception.GuestAgentTimeout:
@@ -170,6 +171,16 @@ def wait_first_boot(agent, settings, deadline, say):
             'qemu-guest-agent and the property hw_qemu_guest_agent=yes, '
             'and its first boot must fit in the flavor\'s memory'
             % settings.build_timeout)
+
+
+def wait_first_boot(agent, settings, deadline, say):
+    """Wait until the hook says the guest's first boot is over.
+
+    That is the init system done and cloud-init done (or absent, or
+    disabled); say() is told each change of either while the build waits.
+    Returns the hook's last status. A timeout names the option that
+    bounds it and what the guest was still doing.
+    """
     last = None
     while True:
         status = agent.hook(settings.hook_path, 'status', deadline=deadline)

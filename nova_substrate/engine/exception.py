@@ -39,3 +39,26 @@ class GuestAgentTimeout(SubstrateError):
 
 class GuestCommandFailed(SubstrateError):
     """A command run in the guest through the agent failed."""
+
+
+class GuestToolsError(SubstrateError):
+    """The hook or its helper cannot be prepared on the host."""
+
+
+class MissingBuildTool(GuestToolsError):
+    """The host lacks what the static helper is compiled with."""
+
+
+class UnsafeCacheDir(GuestToolsError):
+    """A cache directory is one another local user could have made."""
+
+
+class GuestToolsDeliveryFailed(SubstrateError):
+    """The hook or its helper could not be installed in a guest.
+
+    path is the guest path that was being written or installed.
+    """
+
+    def __init__(self, message, path=None):
+        super().__init__(message)
+        self.path = path

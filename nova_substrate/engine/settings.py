@@ -16,6 +16,7 @@ class EngineSettings:
     activate_timeout: float = 30.0
     verify_memory: bool = True
     hook_path: str = '/usr/sbin/nova-substrate-hook'
+    guest_tools_path: str = '/var/lib/nova-substrate/guest-tools'
     ssh_host_keys: str = 'background'
     substrates_per_key: int = 2
 

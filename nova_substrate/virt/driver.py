@@ -78,16 +78,15 @@ WARMUP_MEMORY_MB = 512
 class ActivationPlan(object):
     """One spawn's activation: planned, then tried at most once.
 
-    It keeps what spawn() was given for the instance's own data (the
-    request context, injected files, admin password, network info): a
-    clone gets the same data a config drive would carry.
+    It keeps what spawn() was given for the instance's own data
+    (injected files, admin password, network info): a clone gets the
+    same data a config drive would carry.
     """
 
-    def __init__(self, key, source, context=None, injected_files=None,
+    def __init__(self, key, source, injected_files=None,
                  admin_password=None, network_info=None):
         self.key = key
         self.source = source
-        self.context = context
         self.injected_files = injected_files
         self.admin_password = admin_password
         self.network_info = network_info
@@ -196,11 +195,11 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
             else:
                 reason = (self._template_mismatch(template, instance) or
                           tenant_data.unserved(template.meta, instance,
-                                               network_info, admin_password))
+                                               network_info))
             if reason is None:
                 plan = self._plans[instance.uuid] = ActivationPlan(
-                    source.key, source, context, injected_files,
-                    admin_password, network_info)
+                    source.key, source, injected_files, admin_password,
+                    network_info)
         try:
             super().spawn(context, instance, image_meta, injected_files,
                           admin_password, allocations, network_info,
@@ -315,7 +314,7 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                 hostname=instance.hostname,
                 nics=domainxml.interfaces(xml),
                 instance_data=tenant_data.instance_data(
-                    plan.context, instance, plan.injected_files,
+                    instance, plan.injected_files,
                     plan.admin_password, plan.network_info),
                 owner_xml=xml)
             conn = self._host.get_connection()
@@ -645,8 +644,15 @@ class SubstrateDriver(libvirt_driver.LibvirtDriver):
                         'pool', configured.flavor, substrate_key.ENABLED)
             return None
         props = image.get('properties', {})
+        image_meta = objects.ImageMeta.from_dict(image)
+        if not image_meta.properties.get('hw_qemu_guest_agent', False):
+            LOG.warning('[substrate] pools names image %s, which does not '
+                        'declare a guest agent (hw_qemu_guest_agent=yes): '
+                        'no substrate can be built of it',
+                        configured.image_id)
+            return None
         return pools.Source(
-            objects.ImageMeta.from_dict(image), flavor,
+            image_meta, flavor,
             props.get('kernel_id'), props.get('ramdisk_id'),
             nova_utils.get_system_metadata_from_image(image, flavor))
 

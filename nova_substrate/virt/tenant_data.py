@@ -9,8 +9,10 @@ drive would carry, through the guest hook, and cloud-init in the guest
 runs its per-instance stages against them (guest/nova-substrate-hook).
 
 A substrate whose guest has no cloud-init cannot take those documents,
-so an instance that brings any (a keypair, user-data, an admin password,
-a static address) is booted instead, with the reason recorded.
+so an instance that brings any (a keypair, user-data, a static address)
+is booted instead, with the reason recorded. (An admin password is not
+among them: Nova makes one for every server, and an image without
+cloud-init would not honour it when booted either.)
 """
 
 from nova.api.metadata import base as instance_metadata
@@ -21,8 +23,7 @@ _READ_BY_CLOUD_INIT = ('openstack/latest/', 'openstack/content/',
                        'ec2/latest/')
 
 
-def instance_data(context, instance, injected_files, admin_password,
-                  network_info):
+def instance_data(instance, injected_files, admin_password, network_info):
     """The instance's config drive contents: relative path to bytes.
 
     Made as LibvirtDriver makes a config drive, so that a clone and a
@@ -33,7 +34,7 @@ def instance_data(context, instance, injected_files, admin_password,
         extra_md['admin_pass'] = admin_password
     metadata = instance_metadata.InstanceMetadata(
         instance, content=injected_files or [], extra_md=extra_md,
-        network_info=network_info, request_context=context)
+        network_info=network_info)
     files = {}
     for path, value in metadata.metadata_for_config_drive():
         if path.startswith(_READ_BY_CLOUD_INIT):
@@ -47,13 +48,15 @@ def static_subnets(network_info):
     cidrs = []
     for vif in network_info or []:
         for subnet in vif['network']['subnets']:
-            if subnet['ips'] and not subnet.get_meta('dhcp_server') and \
-                    subnet['version'] == 4:
+            # What makes network_data.json say ipv4_dhcp (nova.virt.netutils).
+            dhcp = (subnet.get_meta('dhcp_server') is not None or
+                    subnet.get_meta('enable_dhcp'))
+            if subnet['ips'] and subnet['version'] == 4 and not dhcp:
                 cidrs.append(str(subnet['cidr']))
     return cidrs
 
 
-def unserved(template_meta, instance, network_info, admin_password):
+def unserved(template_meta, instance, network_info):
     """Why a clone of this substrate would lose the tenant's data, or None.
 
     Substrates built before the guest's cloud-init was recorded are
@@ -67,8 +70,6 @@ def unserved(template_meta, instance, network_info, admin_password):
         needs.append('a keypair')
     if instance.user_data:
         needs.append('user-data')
-    if admin_password:
-        needs.append('an admin password')
     static = static_subnets(network_info)
     if static:
         needs.append('static addresses on %s' % ', '.join(static))

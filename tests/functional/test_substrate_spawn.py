@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import uuid
 
 import libvirt
 
@@ -10,6 +11,9 @@ from nova_substrate import notifications
 from nova_substrate import substrate_key
 from nova_substrate.testing import libvirt_cloud as base
 from nova_substrate.testing import substrate_cloud as substrate_base
+
+TENANT_KEY = ('ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtA+P7gqt8POEzYQeuN5nlT+'
+              'P6Uo+2HLRdPmUF2FLM9 tenant@example')
 
 
 class SubstrateSpawnTest(substrate_base.SubstrateDriverTestCase):
@@ -91,6 +95,42 @@ class SubstrateSpawnTest(substrate_base.SubstrateDriverTestCase):
         self.assertEqual(notifications.ACTIVATED,
                          self.spawn_record(second)['mode'])
         self.assertEqual(2, self.guest_vcpus(second))
+
+    def test_image_without_guest_agent_is_booted_with_the_reason(self):
+        # The same disk, but an image that does not ask for the agent: no
+        # hook could take an identity in its clones.
+        self.disk_image_id = str(uuid.uuid4())
+        image_id = self._register_guest_images(
+            properties={'architecture': 'x86_64'})
+
+        server = self.wait_for_active(self.boot_server(
+            image_id=image_id, flavor_id=self.substrate_flavor_id))
+
+        record = self.spawn_record(server)
+        self.assertEqual(notifications.BOOTED, record['mode'])
+        self.assertIn('does not declare a guest agent', record['reason'])
+        self.assertIn(base.GUEST_READY_LINE,
+                      self.wait_for_console(server, base.GUEST_READY_LINE))
+
+    def test_keypair_on_a_substrate_without_cloud_init_is_booted(self):
+        # The tiny guest has no cloud-init: a clone could not install the
+        # tenant's key, so the instance boots, and the record says why.
+        key = self.wait_for_substrate()
+        self.assertEqual('absent', self.driver.pool.get(key).meta['guest'][
+            'cloud_init'])
+        self.api.post_keypair({'keypair': {
+            'name': 'tenant', 'public_key': TENANT_KEY}})
+        body = self._build_server(image_uuid=self.image_id,
+                                  flavor_id=self.substrate_flavor_id,
+                                  networks='none')
+        body['key_name'] = 'tenant'
+
+        server = self.wait_for_active(self.api.post_server({'server': body}))
+
+        record = self.spawn_record(server)
+        self.assertEqual(notifications.BOOTED, record['mode'])
+        self.assertIn('has no cloud-init to take the instance\'s a keypair',
+                      record['reason'])
 
     def test_failed_activation_boots_and_leaves_nothing_behind(self):
         key = self.wait_for_substrate()

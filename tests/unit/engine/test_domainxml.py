@@ -414,3 +414,87 @@ class DomainFilesTest(testtools.TestCase):
         self.assertRaises(exception.SubstrateError,
                           domainxml.set_disk_source,
                           '<domain><devices/></domain>', '/x')
+
+
+class CloneUniquenessTest(testtools.TestCase):
+    """What a build adds so that clones differ and cloud-init runs once."""
+
+    def miniaturize(self, xml=INSTANCE_XML, build_memory_mb=0):
+        return ET.fromstring(domainxml.miniaturize(
+            xml, name='substrate-x', uuid='u-1', memory_mb=512, vcpus=2,
+            build_memory_mb=build_memory_mb, spare_ports=4,
+            disk_path='/layers/l.qcow2', console_log='/build.log'))
+
+    def test_boots_at_full_memory_by_default(self):
+        root = self.miniaturize()
+        self.assertEqual('524288', root.find('currentMemory').text)
+
+    def test_generation_id_for_libvirt_to_renew(self):
+        root = self.miniaturize()
+        genid = root.findall('genid')
+        self.assertEqual(1, len(genid))
+        # empty: libvirt makes one, and a new one on each restore
+        self.assertIsNone(genid[0].text)
+
+    def test_placeholder_cloud_init_datasource(self):
+        root = self.miniaturize()
+        serials = root.findall("./sysinfo/system/entry[@name='serial']")
+        self.assertEqual(['ds=nocloud;i=substrate-x;h=substrate'],
+                         [e.text for e in serials])
+        self.assertEqual('sysinfo', root.find('./os/smbios').get('mode'))
+
+    def test_replaces_novas_serial(self):
+        xml = INSTANCE_XML.replace(
+            '<features>',
+            "<sysinfo type='smbios'><system>"
+            "<entry name='serial'>instance-serial</entry>"
+            "<entry name='uuid'>11111111-1111-1111-1111-111111111111</entry>"
+            "</system></sysinfo><features>")
+        root = self.miniaturize(xml)
+        self.assertEqual(
+            ['ds=nocloud;i=substrate-x;h=substrate'],
+            [e.text for e in root.findall(
+                "./sysinfo/system/entry[@name='serial']")])
+
+    def test_clone_takes_the_owners_smbios_or_none(self):
+        template = domainxml.miniaturize(
+            INSTANCE_XML, name='substrate-x', uuid='u-1', memory_mb=512,
+            vcpus=2, build_memory_mb=0, spare_ports=4,
+            disk_path='/layers/l.qcow2', console_log='/build.log')
+        clone = ET.fromstring(domainxml.adopt_identity(
+            template, INSTANCE_XML, '/inst/disk'))
+        self.assertIsNone(clone.find('sysinfo'))
+        self.assertIsNone(clone.find('./os/smbios'))
+        owner = INSTANCE_XML.replace(
+            "<os><type arch='x86_64' machine='q35'>hvm</type></os>",
+            "<os><type arch='x86_64' machine='q35'>hvm</type>"
+            "<smbios mode='sysinfo'/></os><sysinfo type='smbios'><system>"
+            "<entry name='serial'>nova</entry></system></sysinfo>")
+        clone = ET.fromstring(domainxml.adopt_identity(
+            template, owner, '/inst/disk'))
+        self.assertEqual(['nova'], [e.text for e in clone.findall(
+            './sysinfo/system/entry')])
+        self.assertEqual('sysinfo', clone.find('./os/smbios').get('mode'))
+
+
+class CdromChangesTest(testtools.TestCase):
+
+    def test_eject_and_insert_each_cdrom_with_a_medium(self):
+        xml = INSTANCE_XML.replace(
+            "<disk type='file' device='cdrom'><source file='/cd.iso'/></disk>",
+            "<disk type='file' device='cdrom'><source file='/cd.iso'/>"
+            "<backingStore/><target dev='sda' bus='sata'/></disk>"
+            "<disk type='file' device='cdrom'>"
+            "<target dev='sdb' bus='sata'/></disk>")
+        changes = domainxml.cdrom_changes(xml)
+        self.assertEqual(1, len(changes))
+        ejected, inserted = (ET.fromstring(x) for x in changes[0])
+        self.assertIsNone(ejected.find('source'))
+        self.assertEqual('sda', ejected.find('target').get('dev'))
+        self.assertEqual('/cd.iso', inserted.find('source').get('file'))
+        self.assertIsNone(inserted.find('backingStore'))
+
+    def test_no_cdrom(self):
+        self.assertEqual([], domainxml.cdrom_changes(
+            "<domain><devices><disk device='disk'><source file='/d'/>"
+            "</disk></devices></domain>"))

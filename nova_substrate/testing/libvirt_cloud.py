@@ -239,27 +239,35 @@ class RealLibvirtTestCase(integrated_helpers._IntegratedTestBase):
     def image_data(self, image_id):
         return self.glance._imagedata.get(image_id, b'')
 
-    def _register_guest_images(self):
-        """The guest as an AMI-style image set; the disk image's id.
+    def _register_guest_images(self, properties=None):
+        """The guest's image(s) in Glance; the disk image's id.
 
-        The disk image names the kernel and ramdisk images, so Nova's
-        libvirt driver boots the kernel directly with the guest's command
-        line. GlanceFixture keeps each image's bytes and serves them as
-        Glance would.
+        A guest that boots from its own disk (its own boot loader and
+        kernel, as images operators upload do) is one image. Otherwise it
+        is an AMI-style set: the disk image names the kernel and ramdisk
+        images, so Nova's libvirt driver boots the kernel directly with
+        the guest's command line. GlanceFixture keeps each image's bytes
+        and serves them as Glance would. properties are the disk image's
+        (default: the guest agent and the architecture).
         """
+        if properties is None:
+            # The guest starts its agent once the agent's channel shows
+            # up; the substrate driver needs it.
+            properties = {'hw_qemu_guest_agent': 'yes',
+                          'architecture': 'x86_64'}
+        if self.guest.kernel is None:
+            return self._create_glance_image(
+                'disk', self.guest.disk, 'qcow2', 'bare', dict(properties),
+                image_id=self.disk_image_id)['id']
         kernel = self._create_glance_image(
             'kernel', self.guest.kernel, 'aki', 'aki', {})
         ramdisk = self._create_glance_image(
             'ramdisk', self.guest.initrd, 'ari', 'ari', {})
         disk = self._create_glance_image(
             'disk', self.guest.disk, 'qcow2', 'bare',
-            {'kernel_id': kernel['id'],
-             'ramdisk_id': ramdisk['id'],
-             'os_command_line': self.guest.cmdline,
-             # The guest starts its agent once the agent's channel shows
-             # up, and waits for it before it reports ready.
-             'hw_qemu_guest_agent': 'yes',
-             'architecture': 'x86_64'},
+            dict(properties, kernel_id=kernel['id'],
+                 ramdisk_id=ramdisk['id'],
+                 os_command_line=self.guest.cmdline),
             image_id=self.disk_image_id)
         return disk['id']
 

@@ -19,27 +19,34 @@ from nova_substrate.engine import guest_tools
 
 #: Where the hook runs the helper from (GUESTUTIL in the hook).
 GUESTUTIL_PATH = '/usr/sbin/nova-substrate-guestutil'
+#: Where the hook finds the resident cloud-init runner (CLOUD_INIT_RUNNER).
+CLOUD_INIT_RUNNER_PATH = '/usr/sbin/nova-substrate-cloud-init'
 
 #: Raw bytes per guest-file-write. Their base64 (64 KiB) stays well within
 #: the size of message the agent and libvirt accept.
 CHUNK_BYTES = 48 * 1024
 
-# Prints the hook's HOOK_VERSION= line if the hook and the helper are
-# both there and executable, nothing otherwise. Shell built-ins only:
+# Prints the hook's HOOK_VERSION= line if the hook, the helper and the
+# cloud-init runner are there and executable, nothing otherwise. Shell built-ins only:
 # under TCG every program the guest starts costs tens of milliseconds.
 _CHECK_SCRIPT = r'''
-[ -f "$1" ] && [ -x "$1" ] && [ -f "$2" ] && [ -x "$2" ] || exit 0
+for f in "$1" "$2" "$3"; do [ -f "$f" ] && [ -x "$f" ] || exit 0; done
 while IFS= read -r line || [ -n "$line" ]; do
     case $line in
     HOOK_VERSION=*) printf '%s\n' "$line"; exit 0 ;;
     esac
 done < "$1"
 '''
-# Arguments: helper temp, helper, hook temp, hook. Each mv is a rename,
-# atomic on its own. The helper goes first and the hook last: the hook's
-# version is what the check reads, so a guest left between the two
-# renames is given both again next time.
-_INSTALL_SCRIPT = 'chmod 0755 "$1" "$3" && mv -f "$1" "$2" && mv -f "$3" "$4"'
+# Arguments: pairs of temp and target, the hook's last. Each mv is a
+# rename, atomic on its own. The hook goes last: its version is what the
+# check reads, so a guest left between two renames is given all of them
+# again next time.
+_INSTALL_SCRIPT = '''
+while [ "$#" -ge 2 ]; do
+    chmod 0755 "$1" && mv -f "$1" "$2" || exit 1
+    shift 2
+done
+'''
 _REMOVE_SCRIPT = 'rm -f "$@"'
 
 
@@ -50,7 +57,8 @@ def install_guest_tools(agent, hook_path, guestutil_path, tools, deadline):
     and guestutil_path are paths in the guest; tools is a
     guest_tools.GuestTools; deadline is a time.monotonic() value. Returns
     True if it installed them, False if the guest already had an
-    executable helper and an executable hook of the host's HOOK_VERSION.
+    executable helper, cloud-init runner and hook of the host's
+    HOOK_VERSION.
 
     Raises GuestToolsDeliveryFailed naming the guest path concerned (no
     temporary file is left behind, as far as the agent still answers), or
@@ -60,20 +68,23 @@ def install_guest_tools(agent, hook_path, guestutil_path, tools, deadline):
     if installed_version(agent, hook_path, guestutil_path,
                          deadline) == wanted:
         return False
-    # Both read before the guest is touched: a host-side failure leaves
+    # All read before the guest is touched: a host-side failure leaves
     # nothing to clean up in it.
     payload = [
         (guest_tools.read_file(tools.guestutil_binary()), guestutil_path),
+        (guest_tools.read_file(tools.cloud_init_runner_source()),
+         CLOUD_INIT_RUNNER_PATH),
         (guest_tools.read_file(tools.hook_source()), hook_path),
     ]
     temps = []
+    moves = []
     try:
         for data, target in payload:
             temps.append(temp_name(target))
             _write_file(agent, temps[-1], target, data, deadline)
-        _sh(agent, _INSTALL_SCRIPT, [temps[0], guestutil_path,
-                                     temps[1], hook_path],
-            deadline, 'installing', hook_path)
+            moves += [temps[-1], target]
+        _sh(agent, _INSTALL_SCRIPT, moves, deadline, 'installing',
+            hook_path)
     except Exception:
         _remove(agent, temps, deadline)
         raise
@@ -86,7 +97,8 @@ def installed_version(agent, hook_path, guestutil_path, deadline):
     None also when the hook or the helper is missing or not executable:
     either way the guest needs both.
     """
-    result = _sh(agent, _CHECK_SCRIPT, [hook_path, guestutil_path],
+    result = _sh(agent, _CHECK_SCRIPT,
+                 [hook_path, guestutil_path, CLOUD_INIT_RUNNER_PATH],
                  deadline, 'checking', hook_path)
     return guest_tools.parse_hook_version(result.stdout)
 

@@ -26,6 +26,7 @@ from nova_substrate.engine import files
 GUEST_SRC_ENV = 'NOVA_SUBSTRATE_GUEST_SRC'
 HOOK_FILE = 'nova-substrate-hook'
 GUESTUTIL_SOURCE = 'guestutil.c'
+CLOUD_INIT_RUNNER_FILE = 'nova-substrate-cloud-init'
 DEFAULT_CACHE_DIR = '/var/lib/nova-substrate/guest-tools'
 
 # Linked statically: one binary works in any x86_64 guest whatever its C
@@ -97,6 +98,9 @@ class GuestTools(object):
 
     def hook_version(self):
         return hook_version(self.hook_source())
+
+    def cloud_init_runner_source(self):
+        return os.path.join(self.source_dir, CLOUD_INIT_RUNNER_FILE)
 
     def guestutil_source(self):
         return os.path.join(self.source_dir, GUESTUTIL_SOURCE)

@@ -1,8 +1,11 @@
-"""The hook and its helper delivered to a booted tiny guest by the agent.
+"""The hook, its helper and the cloud-init runner delivered to a booted
+tiny guest by the agent.
 
-The tiny guest carries both on its initramfs root; they are removed
-through the agent, as if the image had never had them, and delivered
-again the way a build does: guest-file writes and one guest-exec.
+The tiny guest carries the hook and the helper on its initramfs root;
+they are removed through the agent, as if the image had never had them,
+and delivered again the way a build does: guest-file writes and one
+guest-exec. The tiny guest has no python3: the runner is only a file
+there, checked by its mode and its sha256.
 """
 
 import hashlib
@@ -24,6 +27,7 @@ from tests.integration import base
 
 HOOK = '/usr/sbin/nova-substrate-hook'
 GUESTUTIL = deliver.GUESTUTIL_PATH
+RUNNER = deliver.CLOUD_INIT_RUNNER_PATH
 BOOT_TIMEOUT_S = 120
 CALL_TIMEOUT_S = 60
 READY_LINE = 'nova-substrate-guest: ready'
@@ -96,21 +100,23 @@ class DeliverTest(base.LibvirtTestCase):
                                deadline=time.monotonic() + CALL_TIMEOUT_S)
 
     def remove_tools(self):
-        self.guest_run(self.dom, 'rm -f %s %s' % (HOOK, GUESTUTIL))
+        self.guest_run(self.dom, 'rm -f %s %s %s' % (HOOK, GUESTUTIL, RUNNER))
 
     def assertDelivered(self):
         self.assertEqual(self.tools.hook_version(),
                          self.status()['hook_version'])
         listing = self.guest_run(self.dom, LIST_SCRIPT).split()
-        self.assertEqual(['nova-substrate-guestutil', 'nova-substrate-hook'],
+        self.assertEqual(['nova-substrate-cloud-init',
+                          'nova-substrate-guestutil', 'nova-substrate-hook'],
                          sorted(listing))
-        modes = self.guest_run(self.dom, 'stat -c %%a %s %s'
-                               % (HOOK, GUESTUTIL)).split()
-        self.assertEqual(['755', '755'], modes)
-        sums = self.guest_run(self.dom, 'sha256sum %s %s'
-                              % (HOOK, GUESTUTIL)).splitlines()
+        modes = self.guest_run(self.dom, 'stat -c %%a %s %s %s'
+                               % (HOOK, GUESTUTIL, RUNNER)).split()
+        self.assertEqual(['755', '755', '755'], modes)
+        sums = self.guest_run(self.dom, 'sha256sum %s %s %s'
+                              % (HOOK, GUESTUTIL, RUNNER)).splitlines()
         expected = [self.sha256(self.tools.hook_source()),
-                    self.sha256(self.tools.guestutil_binary())]
+                    self.sha256(self.tools.guestutil_binary()),
+                    self.sha256(self.tools.cloud_init_runner_source())]
         self.assertEqual(expected, [line.split()[0] for line in sums])
 
     @staticmethod
@@ -133,9 +139,18 @@ class DeliverTest(base.LibvirtTestCase):
     def test_other_hook_version_is_replaced(self):
         self.remove_tools()
         self.guest_run(self.dom, "printf '#!/bin/sh\\nHOOK_VERSION=0\\n' > "
-                       "%s && chmod 0755 %s && cp /bin/busybox %s"
-                       % (HOOK, HOOK, GUESTUTIL))
+                       "%s && chmod 0755 %s && cp /bin/busybox %s && "
+                       "cp %s %s" % (HOOK, HOOK, GUESTUTIL, HOOK, RUNNER))
         self.assertEqual('0', deliver.installed_version(
             self.agent, HOOK, GUESTUTIL, time.monotonic() + CALL_TIMEOUT_S))
         self.assertTrue(self.install())
         self.assertDelivered()
+
+    def test_missing_runner_brings_all_three(self):
+        self.install()
+        self.guest_run(self.dom, 'rm -f %s' % RUNNER)
+        self.assertIsNone(deliver.installed_version(
+            self.agent, HOOK, GUESTUTIL, time.monotonic() + CALL_TIMEOUT_S))
+        self.assertTrue(self.install())
+        self.assertDelivered()
+        self.assertFalse(self.install())

@@ -13,6 +13,7 @@ from nova_substrate.guests import base as guests_base
 
 HELPER_SOURCE = b'int main(void) { return 0; }\n'
 HOOK_TEXT = '#!/bin/sh\nPATH=/bin\nHOOK_VERSION=3\nSTATE_DIR=/run\n'
+RUNNER_TEXT = '#!/usr/bin/python3\nprint("runner")\n'
 NOBODY = 65534
 
 
@@ -70,14 +71,45 @@ class SourceDirTest(testtools.TestCase):
         found = guest_tools.find_source_dir()
         self.assertTrue(os.path.isfile(os.path.join(
             found, guest_tools.GUESTUTIL_SOURCE)))
+        self.assertTrue(os.path.isfile(os.path.join(
+            found, guest_tools.CLOUD_INIT_RUNNER_FILE)))
 
     def test_environment_wins(self):
         src = self.useFixture(fixtures.TempDir()).path
         with open(os.path.join(src, guest_tools.HOOK_FILE), 'w') as f:
             f.write(HOOK_TEXT)
+        with open(os.path.join(src, guest_tools.CLOUD_INIT_RUNNER_FILE),
+                  'w') as f:
+            f.write(RUNNER_TEXT)
         self.useFixture(fixtures.EnvironmentVariable(
             guest_tools.GUEST_SRC_ENV, src))
         self.assertEqual(os.path.realpath(src), guest_tools.find_source_dir())
+        # The runner is taken from the same directory.
+        self.assertEqual(
+            os.path.join(os.path.realpath(src),
+                         guest_tools.CLOUD_INIT_RUNNER_FILE),
+            guest_tools.GuestTools().cloud_init_runner_source())
+
+
+class CloudInitRunnerTest(testtools.TestCase):
+
+    def test_beside_the_hook(self):
+        src = self.useFixture(fixtures.TempDir()).path
+        tools = guest_tools.GuestTools(cache_dir=src, source_dir=src)
+        self.assertEqual(os.path.join(src, 'nova-substrate-cloud-init'),
+                         tools.cloud_init_runner_source())
+        self.assertEqual(os.path.dirname(tools.hook_source()),
+                         os.path.dirname(tools.cloud_init_runner_source()))
+
+    def test_shipped_runner_is_a_python_script(self):
+        self.useFixture(fixtures.EnvironmentVariable(
+            guest_tools.GUEST_SRC_ENV))
+        tools = guest_tools.GuestTools(
+            cache_dir=self.useFixture(fixtures.TempDir()).path)
+        data = guest_tools.read_file(tools.cloud_init_runner_source())
+        self.assertTrue(data.startswith(b'#!/usr/bin/python3\n'))
+        # Valid Python: a syntax error would only show in the guest.
+        compile(data, tools.cloud_init_runner_source(), 'exec')
 
 
 class GuestutilCacheTest(testtools.TestCase):
@@ -89,6 +121,9 @@ class GuestutilCacheTest(testtools.TestCase):
         os.mkdir(self.src)
         with open(os.path.join(self.src, guest_tools.HOOK_FILE), 'w') as f:
             f.write(HOOK_TEXT)
+        with open(os.path.join(self.src, guest_tools.CLOUD_INIT_RUNNER_FILE),
+                  'w') as f:
+            f.write(RUNNER_TEXT)
         self.write_source(HELPER_SOURCE)
         self.cache = os.path.join(self.tmp, 'var', 'guest-tools')
 

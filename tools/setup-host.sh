@@ -26,6 +26,11 @@ PACKAGES=(
     debootstrap cpio e2fsprogs
     # Nova's VIF driver makes tap devices with "ip" (functional tests).
     iproute2
+    # Nova makes config drives with genisoimage; the tests log in to
+    # guests with the tenant's key over ssh.
+    genisoimage openssh-client
+    # The cloud test guest boots with GRUB from its own disk.
+    grub-pc-bin grub2-common
     gcc libc6-dev python3-venv
     # libvirt-python has no wheels: pip compiles it against these headers.
     python3-dev

@@ -104,13 +104,22 @@ function install_nova_substrate {
         fi
     fi
 
+    # Substrate builds install the in-guest hook's static helper, which
+    # nova-compute compiles once from guest/guestutil.c.
+    if is_service_enabled n-cpu; then
+        if is_ubuntu; then
+            install_package gcc libc6-dev
+        else
+            install_package gcc glibc-static
+        fi
+    fi
+
     # A regular install, not setup_develop: nova-substrate provides the
     # driver module nova.virt.substrate by installing nova/virt/substrate
     # into Nova's package directory, which an editable install (serving
-    # only this checkout's top-level packages) cannot do. The host needs no
-    # other distribution package: qemu-utils comes with Nova, and gcc,
-    # qemu-guest-agent and the in-guest hook (guest/) belong in the guest
-    # image, not on the host.
+    # only this checkout's top-level packages) cannot do. qemu-utils comes
+    # with Nova; the guest image needs only qemu-guest-agent (and
+    # cloud-init): builds install the hook through the agent.
     setup_install "$NOVA_SUBSTRATE_DIR"
     _substrate_place_driver_module
 

@@ -22,6 +22,19 @@ server is ACTIVE when it is about ready, while a booted one is ACTIVE as
 soon as its domain runs, with its boot still ahead. ready_s is the
 comparable time; ratio is that of the ready_s medians.
 
+With ``--guest cloud`` (a Debian cloud image with cloud-init), each server
+is created as a tenant creates one: with a keypair, ``#cloud-config``
+user-data and a port with a static address (the booted one reads the same
+data from a config drive: the in-process cloud has no metadata service),
+and instead of ready_s:
+
+- ssh_s: until ``ssh`` with the keypair's private key logs in, from a
+  network namespace on the servers' subnet (nova_substrate.testing);
+- userdata_s: until the user-data's ``runcmd`` has written its marker;
+
+ratio is then that of the ssh_s medians (booted over activated), and
+userdata_ratio that of userdata_s.
+
 Each run spawns one server of each flavor, one after the other, each once
 the pool is full again, so both see the same state of the machine. A
 substrate server that was booted instead (no substrate, a failed
@@ -49,6 +62,7 @@ from oslo_config import cfg
 from nova_substrate.engine import exception
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate import notifications
+from nova_substrate.testing import cloud_guest
 from nova_substrate.testing import substrate_cloud
 
 SUBSTRATE = 'substrate'
@@ -57,6 +71,13 @@ NORMAL = 'normal'
 EXPECTED_MODE = {SUBSTRATE: notifications.ACTIVATED,
                  NORMAL: notifications.BOOTED}
 MEASURES = ('active_s', 'ready_s')
+CLOUD_MEASURES = ('active_s', 'ssh_s', 'userdata_s')
+#: What the benchmark's cloud servers run: the marker userdata_s waits for.
+USERDATA_MARKER = '/var/lib/tenant/bench.done'
+CLOUD_USER_DATA = """#cloud-config
+runcmd:
+  - [sh, -c, 'mkdir -p /var/lib/tenant && touch %s']
+""" % USERDATA_MARKER
 
 POLL_INTERVAL = 0.02
 # Bounds of each wait, generous for TCG guests on a busy host.
@@ -75,8 +96,11 @@ class Measurement(object):
     case writes here and run() reads from here afterwards.
     """
 
-    def __init__(self, runs, progress=None):
+    def __init__(self, runs, progress=None, measures=MEASURES,
+                 ratio_measure='ready_s'):
         self.runs = runs
+        self.measures = measures
+        self.ratio_measure = ratio_measure
         self.say = progress or (lambda msg: None)
         self.spawns = []
         self.guest = None
@@ -91,21 +115,22 @@ class Measurement(object):
                   'host': self.host, 'run_count': self.runs}
         runs = {}
         for flavor in (SUBSTRATE, NORMAL):
-            for measure in MEASURES:
+            for measure in self.measures:
                 name = '%s_%s' % (flavor, measure)
                 runs[name] = [round(v, 4)
                               for v in self.values(flavor, measure)]
                 result[name] = round(statistics.median(runs[name]), 4)
         result['runs'] = runs
-        result['ratio'] = round(
-            result['normal_ready_s'] / result['substrate_ready_s'], 2)
-        result['active_ratio'] = round(
-            result['normal_active_s'] / result['substrate_active_s'], 2)
+        for measure in self.measures:
+            ratio = ('ratio' if measure == self.ratio_measure
+                     else measure.replace('_s', '_ratio'))
+            result[ratio] = round(result['normal_' + measure] /
+                                  result['substrate_' + measure], 2)
         result['spawns'] = self.spawns
         return result
 
 
-class NovaBenchCase(substrate_cloud.SubstrateDriverTestCase):
+class _Bench(object):
     """The measurement, as a test of the cloud's harness.
 
     Run through run(), which hands it a Measurement; the harness's
@@ -139,10 +164,17 @@ class NovaBenchCase(substrate_cloud.SubstrateDriverTestCase):
                 spawn = self.measure_spawn(flavor, flavor_ids[flavor])
                 spawn['run'] = run
                 m.spawns.append(spawn)
-                m.say('run %d/%d, %s flavor (%s): ACTIVE %.3f s, '
-                      'guest-ready %.3f s' % (
-                          run, m.runs, flavor, spawn['mode'],
-                          spawn['active_s'], spawn['ready_s']))
+                m.say('run %d/%d, %s flavor (%s): %s' % (
+                    run, m.runs, flavor, spawn['mode'], ', '.join(
+                        '%s %.3f s' % (k, spawn[k]) for k in m.measures)))
+
+    def check_mode(self, server, flavor):
+        mode, record = self.spawn_mode(server)
+        if mode != EXPECTED_MODE[flavor]:
+            self.fail('server %s of the %s flavor was %s, not %s: %s'
+                      % (server['id'], flavor, mode, EXPECTED_MODE[flavor],
+                         substrate_cloud.dump(record)))
+        return mode, record
 
     def measure_spawn(self, flavor, flavor_id):
         """Create, time, check and delete one server of flavor."""
@@ -158,11 +190,7 @@ class NovaBenchCase(substrate_cloud.SubstrateDriverTestCase):
             self.fail('server %s (%s flavor) did not become guest-ready: %s'
                       % (server['id'], flavor, e))
         ready_s = time.monotonic() - posted
-        mode, record = self.spawn_mode(server)
-        if mode != EXPECTED_MODE[flavor]:
-            self.fail('server %s of the %s flavor was %s, not %s: %s'
-                      % (server['id'], flavor, mode, EXPECTED_MODE[flavor],
-                         substrate_cloud.dump(record)))
+        mode, record = self.check_mode(server, flavor)
         self.delete_server(server)
         return {'flavor': flavor, 'server_id': server['id'],
                 'active_s': round(active_s, 4), 'ready_s': round(ready_s, 4),
@@ -197,21 +225,69 @@ class NovaBenchCase(substrate_cloud.SubstrateDriverTestCase):
         return mode or notifications.BOOTED, None
 
 
-def run(runs=5, progress=None):
+class NovaBenchCase(_Bench, substrate_cloud.SubstrateDriverTestCase):
+    """Servers of the tiny guest, without network: to guest-ready."""
+
+
+class CloudNovaBenchCase(_Bench, cloud_guest.CloudGuestTestCase):
+    """Servers of the cloud guest, as a tenant's: to SSH and user-data."""
+
+    def setUp(self):
+        super().setUp()
+        self._addresses = ('192.168.1.%d' % n for n in range(100, 250))
+
+    def measure_spawn(self, flavor, flavor_id):
+        """Create, time, check and delete one tenant's server of flavor."""
+        address = next(self._addresses)
+        # The booted server reads its data from a config drive.
+        extra = {'config_drive': True} if flavor == NORMAL else {}
+        posted = time.monotonic()
+        server, address, tap = self.create_server(
+            flavor_id, address, CLOUD_USER_DATA, **extra)
+        server = self.poll_until_active(
+            server, posted + cloud_guest.ACTIVATE_TIMEOUT + ACTIVE_TIMEOUT)
+        active_s = time.monotonic() - posted
+        self.net.attach(tap)
+        self.login(address, cloud_guest.BOOT_SSH_TIMEOUT)
+        ssh_s = time.monotonic() - posted
+        while True:
+            status, _out, _err = self.net.ssh(
+                cloud_guest.USER, address, 'test -e %s' % USERDATA_MARKER)
+            if status == 0:
+                break
+            if time.monotonic() - posted > cloud_guest.BOOT_SSH_TIMEOUT:
+                self.fail('the user-data of server %s did not run' %
+                          server['id'])
+            time.sleep(POLL_INTERVAL * 10)
+        userdata_s = time.monotonic() - posted
+        mode, record = self.check_mode(server, flavor)
+        self.delete_server(server)
+        return {'flavor': flavor, 'server_id': server['id'],
+                'active_s': round(active_s, 4), 'ssh_s': round(ssh_s, 4),
+                'userdata_s': round(userdata_s, 4), 'mode': mode,
+                'record': record}
+
+
+def run(runs=5, progress=None, guest='tiny'):
     """Run the benchmark; its result as a JSON-able dict.
 
-    progress, if given, is called with a line of text at each step.
-    Raises BenchFailed, with the harness's account of the failure, if the
-    cloud or any server failed.
+    guest is 'tiny' (to guest-ready) or 'cloud' (to SSH and user-data, as
+    a tenant's server). progress, if given, is called with a line of text
+    at each step. Raises BenchFailed, with the harness's account of the
+    failure, if the cloud or any server failed.
     """
     if runs < 1:
         raise ValueError('runs must be at least 1, not %d' % runs)
+    if guest not in GUESTS:
+        raise ValueError('guest must be one of %s, not %r'
+                         % (', '.join(sorted(GUESTS)), guest))
     # Nova's harness parses the process's configuration itself, as in a
     # test runner, where nothing has parsed it yet: oslo.config refuses to
     # register command line options once it has parsed (as the command
     # line's main() did). clear() drops only what was parsed.
     cfg.CONF.clear()
-    measurement = Measurement(runs, progress)
+    case, measures, ratio_measure = GUESTS[guest]
+    measurement = Measurement(runs, progress, measures, ratio_measure)
     measurement.say("starting Nova's services")
     result = unittest.TestResult()
     # The harness captures the test's log, but its last cleanups log after
@@ -220,8 +296,7 @@ def run(runs=5, progress=None):
     with fixtures.FakeLogger(level=logging.WARNING) as stray:
         # A suite, not the case alone: the suite runs the class fixtures
         # (setUpClass builds or finds the test guest).
-        unittest.TestSuite([NovaBenchCase(measurement=measurement)]).run(
-            result)
+        unittest.TestSuite([case(measurement=measurement)]).run(result)
     problems = [text for _test, text in result.errors + result.failures]
     problems += ['skipped: %s' % reason for _test, reason in result.skipped]
     if problems or result.testsRun != 1:
@@ -232,6 +307,13 @@ def run(runs=5, progress=None):
     return measurement.result()
 
 
+#: What each guest's benchmark runs and measures.
+GUESTS = {
+    'tiny': (NovaBenchCase, MEASURES, 'ready_s'),
+    'cloud': (CloudNovaBenchCase, CLOUD_MEASURES, 'ssh_s'),
+}
+
+
 def summary(result):
     """A few lines for a person: the medians and how servers spawned."""
     modes = {}
@@ -239,9 +321,13 @@ def summary(result):
         modes.setdefault(s['flavor'], set()).add(s['mode'])
     flavor = result['flavor']
     rows = [('', 'substrate', 'normal', 'normal/substrate')]
-    for measure, what, ratio in (('active_s', 'POST to ACTIVE',
-                                  'active_ratio'),
-                                 ('ready_s', 'POST to guest-ready', 'ratio')):
+    measures = [('active_s', 'POST to ACTIVE', 'active_ratio'),
+                ('ready_s', 'POST to guest-ready', 'ratio'),
+                ('ssh_s', 'POST to SSH login', 'ratio'),
+                ('userdata_s', 'POST to user-data run', 'userdata_ratio')]
+    for measure, what, ratio in measures:
+        if 'substrate_' + measure not in result:
+            continue
         rows.append((what,
                      '%.3f s' % result['%s_%s' % (SUBSTRATE, measure)],
                      '%.3f s' % result['%s_%s' % (NORMAL, measure)],

@@ -27,8 +27,9 @@ CLOUD_INIT_RUNNER_PATH = '/usr/sbin/nova-substrate-cloud-init'
 CHUNK_BYTES = 48 * 1024
 
 # Prints the hook's HOOK_VERSION= line if the hook, the helper and the
-# cloud-init runner are there and executable, nothing otherwise. Shell built-ins only:
-# under TCG every program the guest starts costs tens of milliseconds.
+# cloud-init runner are there and executable, nothing otherwise. Shell
+# built-ins only: under TCG every program the guest starts costs tens of
+# milliseconds.
 _CHECK_SCRIPT = r'''
 for f in "$1" "$2" "$3"; do [ -f "$f" ] && [ -x "$f" ] || exit 0; done
 while IFS= read -r line || [ -n "$line" ]; do

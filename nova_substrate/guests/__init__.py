@@ -1,11 +1,12 @@
 """nova-substrate's test guests, built on demand and cached.
 
     from nova_substrate import guests
-    image = guests.get_guest('tiny')      # or 'debian'
+    image = guests.get_guest('tiny')      # or 'debian', 'cloud'
     image.kernel, image.initrd, image.disk, image.cmdline
 
-Both guests boot the host's Debian cloud kernel directly (no boot
-loader) and carry the activation hook (guest/nova-substrate-hook) and its
+tiny and debian boot the host's Debian cloud kernel directly (no boot
+loader); cloud boots from its disk (kernel, initrd and cmdline None).
+All carry the activation hook (guest/nova-substrate-hook) and its
 helper, so they can be generalized, saved and activated like an
 operator's image:
 
@@ -13,16 +14,22 @@ operator's image:
   and ssh-keygen; its disk is a 64 MiB ext4 filesystem mounted at /mnt.
 - debian: Debian 12 (minbase, systemd, udev, OpenSSH, ifupdown) on a
   2 GiB ext4 disk, booted with the host's initrd.
+- cloud: a Debian 12 cloud image made as Debian makes them: GRUB, its
+  own cloud kernel and initramfs on a partitioned 2 GiB disk, and
+  cloud-init, which makes the user debian, the keys and the hostname at
+  first boot from a config drive or a NoCloud seed.
 
 A guest is rebuilt when anything that goes into it changes: the build
 code, the hook and helper sources, the host kernel, the host binaries
-copied into the tiny guest.
+copied into the tiny guest, the host's GRUB and the cloud guest's
+package list.
 """
 
 from oslo_log import log as logging
 
 from nova_substrate.guests import base
 from nova_substrate.guests import cache
+from nova_substrate.guests import cloud
 from nova_substrate.guests import debian
 from nova_substrate.guests import tiny
 
@@ -36,6 +43,7 @@ default_cache_dir = cache.default_cache_dir
 _RECIPES = {
     tiny.NAME: tiny.TinyRecipe,
     debian.NAME: debian.DebianRecipe,
+    cloud.NAME: cloud.CloudRecipe,
 }
 GUEST_NAMES = tuple(sorted(_RECIPES))
 

@@ -2,7 +2,9 @@
 
 A recipe describes one test guest: which host files and source files go
 into it (its digest), what it needs installed on the host, and how to
-build its kernel, initrd and disk into an empty directory.
+build its kernel, initrd and disk into an empty directory. A guest that
+boots from its disk (its own boot loader, kernel and initramfs inside)
+has no kernel, initrd or command line of its own: only the disk.
 """
 
 import dataclasses
@@ -14,6 +16,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import typing
 
 from oslo_log import log as logging
 
@@ -55,20 +58,25 @@ class MissingPrerequisite(GuestBuildError):
 
 @dataclasses.dataclass(frozen=True)
 class GuestImage:
-    """A built test guest, ready for direct kernel boot.
+    """A built test guest, ready to boot.
 
     kernel, initrd and disk are absolute paths (disk is a qcow2);
     disk_bytes is the disk's virtual size, disk_file_bytes the size of
-    the qcow2 file.
+    the qcow2 file. A guest that boots from its disk has kernel, initrd
+    and cmdline None.
     """
     name: str
-    kernel: str
-    initrd: str
+    kernel: typing.Optional[str]
+    initrd: typing.Optional[str]
     disk: str
-    cmdline: str
+    cmdline: typing.Optional[str]
     digest: str
     disk_bytes: int
     disk_file_bytes: int
+
+    @property
+    def boots_from_disk(self):
+        return self.kernel is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +88,11 @@ class HostKernel:
 
 
 class Recipe(object):
-    """A test guest's recipe; subclasses define name, cmdline and steps."""
+    """A test guest's recipe; subclasses define name, cmdline and steps.
+
+    A recipe whose cmdline is None makes a guest that boots from its
+    disk: its build writes disk.qcow2 only.
+    """
 
     name = None
     cmdline = None
@@ -96,8 +108,15 @@ class Recipe(object):
         raise NotImplementedError()
 
     def build(self, out_dir, scratch_dir, progress):
-        """Write vmlinuz, initrd.img and disk.qcow2 into out_dir."""
+        """Write vmlinuz, initrd.img and disk.qcow2 into out_dir.
+
+        Only disk.qcow2 if the guest boots from its disk.
+        """
         raise NotImplementedError()
+
+    @property
+    def boots_from_disk(self):
+        return self.cmdline is None
 
     def digest(self):
         """The hash of everything that goes into the image."""
@@ -278,22 +297,43 @@ def compile_guestutil(dest):
     os.chmod(dest, 0o755)
 
 
-def make_ext4_qcow2(guest, content_dir, qcow2_path, size_bytes, label):
-    """An ext4 filesystem holding content_dir, as a qcow2 image.
+def make_ext4(guest, content_dir, path, size_bytes, label, offset=0,
+              fs_uuid=None):
+    """An ext4 filesystem holding content_dir, written into path at offset.
 
-    The inode tables and journal are written out now rather than by the
-    guest kernel's lazy init thread, which would otherwise dirty every
-    booted guest's disk and memory.
+    path must exist and be large enough. The inode tables and journal
+    are written out now rather than by the guest kernel's lazy init
+    thread, which would otherwise dirty every booted guest's disk and
+    memory.
     """
+    options = ['lazy_itable_init=0', 'lazy_journal_init=0']
+    if offset:
+        options.append('offset=%d' % offset)
+    cmd = [find_tool(guest, 'mkfs.ext4', 'e2fsprogs'), '-q', '-F',
+           '-L', label]
+    if fs_uuid:
+        cmd += ['-U', fs_uuid]
+    cmd += ['-d', content_dir, '-E', ','.join(options), path]
+    if offset:
+        # Otherwise the size is the file's, which ends past offset.
+        cmd.append('%dk' % (size_bytes // 1024))
+    run(cmd)
+
+
+def convert_to_qcow2(guest, raw_path, qcow2_path):
+    """A qcow2 copy of a raw image; blocks of zeros take no room in it."""
+    run([find_tool(guest, 'qemu-img', 'qemu-utils'), 'convert',
+         '-f', 'raw', '-O', 'qcow2', raw_path, qcow2_path])
+
+
+def make_ext4_qcow2(guest, content_dir, qcow2_path, size_bytes, label):
+    """An ext4 filesystem holding content_dir, as a qcow2 image."""
     raw_path = qcow2_path + '.raw'
     with open(raw_path, 'wb') as raw:
         raw.truncate(size_bytes)
     try:
-        run([find_tool(guest, 'mkfs.ext4', 'e2fsprogs'), '-q', '-F',
-             '-L', label, '-d', content_dir,
-             '-E', 'lazy_itable_init=0,lazy_journal_init=0', raw_path])
-        run([find_tool(guest, 'qemu-img', 'qemu-utils'), 'convert',
-             '-f', 'raw', '-O', 'qcow2', raw_path, qcow2_path])
+        make_ext4(guest, content_dir, raw_path, size_bytes, label)
+        convert_to_qcow2(guest, raw_path, qcow2_path)
     finally:
         os.unlink(raw_path)
 
@@ -307,3 +347,35 @@ def qcow2_virtual_size(guest, path):
 def copy_file(src, dest, mode=0o644):
     shutil.copyfile(src, dest)
     os.chmod(dest, mode)
+
+
+def replace_file(rootfs, relative, content, mode=0o644):
+    """Write a file in rootfs without following a symlink out of it."""
+    path = os.path.join(rootfs, relative)
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                 mode)
+    with os.fdopen(fd, 'w') as f:
+        f.write(content)
+    os.chmod(path, mode)
+
+
+def mask_units(rootfs, units):
+    """Mask systemd units in rootfs, as systemctl mask would."""
+    unit_dir = os.path.join(rootfs, 'etc', 'systemd', 'system')
+    for unit in units:
+        link = os.path.join(unit_dir, unit)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink('/dev/null', link)
+
+
+def install_substrate_tools(rootfs, scratch_dir):
+    """The activation hook and its helper, where the engine runs them."""
+    shutil.copyfile(hook_path(), os.path.join(rootfs, GUEST_HOOK_PATH))
+    os.chmod(os.path.join(rootfs, GUEST_HOOK_PATH), 0o755)
+    guestutil = os.path.join(scratch_dir, 'nova-substrate-guestutil')
+    compile_guestutil(guestutil)
+    shutil.copyfile(guestutil, os.path.join(rootfs, GUEST_GUESTUTIL_PATH))
+    os.chmod(os.path.join(rootfs, GUEST_GUESTUTIL_PATH), 0o755)

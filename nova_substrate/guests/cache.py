@@ -1,11 +1,13 @@
 """The on-disk cache of built test guests.
 
 Layout: <cache_dir>/<name>-<digest12>/ holds vmlinuz, initrd.img,
-disk.qcow2 and guest.json. A guest is built in a hidden directory beside
-it and renamed into place, so a reader sees either no guest or a whole
-one, even if a build was interrupted. A lock file per guest name keeps
-two processes from building the same guest at once; the loser of the
-race finds the winner's guest when it gets the lock.
+disk.qcow2 and guest.json; a guest that boots from its disk has neither
+vmlinuz nor initrd.img (null in its guest.json). A guest is built in a
+hidden directory beside it and renamed into place, so a reader sees
+either no guest or a whole one, even if a build was interrupted. A lock
+file per guest name keeps two processes from building the same guest at
+once; the loser of the race finds the winner's guest when it gets the
+lock.
 
 QEMU runs as another user (libvirt-qemu) and must read the kernel,
 initrd and disk, so directories are 0755 and files 0644.
@@ -139,25 +141,32 @@ def load_guest(path):
             manifest = json.load(f)
     except (OSError, ValueError):
         return None
-    files = [os.path.join(path, manifest[key])
-             for key in ('kernel', 'initrd', 'disk')]
-    if not all(os.path.isfile(name) for name in files):
+    disk = os.path.join(path, manifest['disk'])
+    kernel, initrd = [_boot_file(path, manifest.get(key))
+                      for key in ('kernel', 'initrd')]
+    if not all(os.path.isfile(name) for name in (kernel, initrd, disk)
+               if name is not None):
         return None
-    kernel, initrd, disk = files
     return base.GuestImage(
         name=manifest['name'], kernel=kernel, initrd=initrd, disk=disk,
-        cmdline=manifest['cmdline'], digest=manifest['digest'],
+        cmdline=manifest.get('cmdline'), digest=manifest['digest'],
         disk_bytes=manifest['disk_bytes'],
         disk_file_bytes=os.path.getsize(disk))
 
 
+def _boot_file(path, name):
+    """The path of a direct-boot file; None for a guest booting its disk."""
+    return None if name is None else os.path.join(path, name)
+
+
 def _write_manifest(recipe, digest, out_dir, build_seconds):
+    direct_boot = not recipe.boots_from_disk
     manifest = {
         'name': recipe.name,
         'digest': digest,
         'cmdline': recipe.cmdline,
-        'kernel': KERNEL_FILE,
-        'initrd': INITRD_FILE,
+        'kernel': KERNEL_FILE if direct_boot else None,
+        'initrd': INITRD_FILE if direct_boot else None,
         'disk': DISK_FILE,
         'disk_bytes': base.qcow2_virtual_size(
             recipe.name, os.path.join(out_dir, DISK_FILE)),

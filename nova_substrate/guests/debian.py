@@ -83,14 +83,11 @@ class DebianRecipe(base.Recipe):
         mirror = find_mirror()
         progress('debian guest: debootstrap %s from %s (about a minute)'
                  % (SUITE, mirror))
-        base.run([base.find_tool(NAME, 'debootstrap', 'debootstrap'),
-                  '--variant=minbase', '--include=' + ','.join(PACKAGES),
-                  SUITE, rootfs, mirror],
-                 env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'))
+        debootstrap(NAME, rootfs, PACKAGES, mirror)
         progress('debian guest: configuring')
         _configure(rootfs)
         _install_kernel_modules(rootfs, kernel)
-        _install_substrate_tools(rootfs, scratch_dir)
+        base.install_substrate_tools(rootfs, scratch_dir)
         base.copy_file(kernel.vmlinuz, os.path.join(out_dir, 'vmlinuz'))
         base.copy_file(kernel.initrd, os.path.join(out_dir, 'initrd.img'))
         progress('debian guest: disk image')
@@ -163,16 +160,12 @@ def find_mirror():
     return DEFAULT_MIRROR
 
 
-def _replace_file(rootfs, relative, content, mode=0o644):
-    """Write a file in rootfs without following a symlink out of it."""
-    path = os.path.join(rootfs, relative)
-    if os.path.lexists(path):
-        os.unlink(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                 mode)
-    with os.fdopen(fd, 'w') as f:
-        f.write(content)
-    os.chmod(path, mode)
+def debootstrap(guest, rootfs, packages, mirror):
+    """A minimal Debian SUITE in rootfs, with packages and what they need."""
+    base.run([base.find_tool(guest, 'debootstrap', 'debootstrap'),
+              '--variant=minbase', '--include=' + ','.join(packages),
+              SUITE, rootfs, mirror],
+             env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'))
 
 
 def _clear_root_password(rootfs):
@@ -187,30 +180,22 @@ def _clear_root_password(rootfs):
         if fields[0] == 'root':
             fields[1] = ''
             lines[index] = ':'.join(fields)
-    _replace_file(rootfs, 'etc/shadow', ''.join(lines), owner.st_mode & 0o777)
+    base.replace_file(rootfs, 'etc/shadow', ''.join(lines),
+                      owner.st_mode & 0o777)
     os.chown(shadow, owner.st_uid, owner.st_gid)
 
 
-def _mask_units(rootfs, units):
-    unit_dir = os.path.join(rootfs, 'etc', 'systemd', 'system')
-    for unit in units:
-        link = os.path.join(unit_dir, unit)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink('/dev/null', link)
-
-
 def _configure(rootfs):
-    _replace_file(rootfs, 'etc/hostname', HOSTNAME + '\n')
-    _replace_file(rootfs, 'etc/hosts', HOSTS)
-    _replace_file(rootfs, 'etc/fstab', FSTAB)
-    _replace_file(rootfs, 'etc/network/interfaces', INTERFACES)
+    base.replace_file(rootfs, 'etc/hostname', HOSTNAME + '\n')
+    base.replace_file(rootfs, 'etc/hosts', HOSTS)
+    base.replace_file(rootfs, 'etc/fstab', FSTAB)
+    base.replace_file(rootfs, 'etc/network/interfaces', INTERFACES)
     # Empty: each cold boot of the image makes its own machine-id.
-    _replace_file(rootfs, 'etc/machine-id', '', 0o444)
+    base.replace_file(rootfs, 'etc/machine-id', '', 0o444)
     # The build host's resolver settings mean nothing in the guest.
-    _replace_file(rootfs, 'etc/resolv.conf', '')
+    base.replace_file(rootfs, 'etc/resolv.conf', '')
     _clear_root_password(rootfs)
-    _mask_units(rootfs, MASKED_UNITS)
+    base.mask_units(rootfs, MASKED_UNITS)
     for deb in glob.glob(os.path.join(rootfs, 'var/cache/apt/archives',
                                       '*.deb')):
         os.unlink(deb)
@@ -219,14 +204,3 @@ def _configure(rootfs):
 def _install_kernel_modules(rootfs, kernel):
     dest = os.path.join(rootfs, 'lib', 'modules', kernel.version)
     shutil.copytree(kernel.modules_dir, dest, symlinks=True)
-
-
-def _install_substrate_tools(rootfs, scratch_dir):
-    shutil.copyfile(base.hook_path(),
-                    os.path.join(rootfs, base.GUEST_HOOK_PATH))
-    os.chmod(os.path.join(rootfs, base.GUEST_HOOK_PATH), 0o755)
-    guestutil = os.path.join(scratch_dir, 'nova-substrate-guestutil')
-    base.compile_guestutil(guestutil)
-    shutil.copyfile(guestutil,
-                    os.path.join(rootfs, base.GUEST_GUESTUTIL_PATH))
-    os.chmod(os.path.join(rootfs, base.GUEST_GUESTUTIL_PATH), 0o755)

@@ -14,10 +14,23 @@ def _q(value):
     return saxutils.quoteattr(str(value))
 
 
+def _boot_xml(guest):
+    """The <os> elements that say what the guest boots."""
+    if guest.boots_from_disk:
+        return "<boot dev='hd'/>"
+    return (f"<kernel>{saxutils.escape(guest.kernel)}</kernel>\n"
+            f"    <initrd>{saxutils.escape(guest.initrd)}</initrd>\n"
+            f"    <cmdline>{saxutils.escape(guest.cmdline)}</cmdline>")
+
+
 def instance_xml(guest, name, uuid, memory_mb, vcpus, disk, console_log,
-                 nics=()):
-    """The domain of an instance of guest, as a normal boot would run it."""
-    nic_xml = ''.join(nics)
+                 nics=(), devices=()):
+    """The domain of an instance of guest, as a normal boot would run it.
+
+    nics and devices are XML elements for <devices>: devices holds any
+    other, such as a config drive.
+    """
+    device_xml = ''.join(nics) + ''.join(devices)
     return f"""<domain type='qemu'>
   <name>{saxutils.escape(name)}</name>
   <uuid>{uuid}</uuid>
@@ -26,9 +39,7 @@ def instance_xml(guest, name, uuid, memory_mb, vcpus, disk, console_log,
   <vcpu>{int(vcpus)}</vcpu>
   <os>
     <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{saxutils.escape(guest.kernel)}</kernel>
-    <initrd>{saxutils.escape(guest.initrd)}</initrd>
-    <cmdline>{saxutils.escape(guest.cmdline)}</cmdline>
+    {_boot_xml(guest)}
   </os>
   <features><acpi/><apic/></features>
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
@@ -43,7 +54,7 @@ def instance_xml(guest, name, uuid, memory_mb, vcpus, disk, console_log,
       <target dev='vda' bus='virtio'/>
     </disk>
     <controller type='pci' index='0' model='pcie-root'/>
-    {nic_xml}
+    {device_xml}
     <serial type='file'><source path={_q(console_log)}/></serial>
     <console type='file'><source path={_q(console_log)}/></console>
     <channel type='unix'>

@@ -2,8 +2,8 @@
 
 FakeHost stands in for everything a recipe looks up on the host: the
 cloud kernel in /boot with its modules, busybox, the guest agent and
-ssh-keygen, the build tools and the guest sources (a copy of guest/,
-found through NOVA_SUBSTRATE_GUEST_SRC). Nothing is built and nothing
+ssh-keygen, the build tools, GRUB and the guest sources (a copy of
+guest/, found through NOVA_SUBSTRATE_GUEST_SRC). Nothing is built and nothing
 outside its temporary directory is read or written.
 """
 
@@ -48,7 +48,7 @@ def write_file(path, content, mode=0o644):
 
 
 class FakeHost(fixtures.Fixture):
-    """A host with what both recipes need to compute their digests."""
+    """A host with what the recipes need for their digests and builds."""
 
     def _setUp(self):
         real_guest_src = self._real_guest_source_dir()
@@ -58,6 +58,7 @@ class FakeHost(fixtures.Fixture):
         self.tools = os.path.join(self.root, 'tools')
         self.guest_src = os.path.join(self.root, 'guest')
         self.libc = os.path.join(self.root, 'libc.a')
+        self.grub_pc_dir = os.path.join(self.root, 'grub', 'i386-pc')
         os.makedirs(self.boot)
         os.makedirs(self.tools)
         shutil.copytree(real_guest_src, self.guest_src)
@@ -68,9 +69,11 @@ class FakeHost(fixtures.Fixture):
             path = self.add_tool(os.path.basename(binary),
                                  elf64('/lib64/ld-linux-x86-64.so.2'))
             self.binaries.append((path, package))
-        for tool in ('gcc', 'ldd', 'mkfs.ext4', 'qemu-img', 'debootstrap'):
+        for tool in ('gcc', 'ldd', 'mkfs.ext4', 'qemu-img', 'debootstrap',
+                     'grub-install', 'mount', 'umount'):
             self.add_tool(tool, b'#!/bin/sh\nexit 0\n')
         write_file(self.libc, b'!<arch>\n')
+        write_file(os.path.join(self.grub_pc_dir, 'boot.img'), bytes(512))
 
         self.useFixture(fixtures.EnvironmentVariable(base.GUEST_SRC_ENV,
                                                      self.guest_src))
@@ -83,6 +86,7 @@ class FakeHost(fixtures.Fixture):
             'nova_substrate.guests.base.shared_libraries': lambda b: [],
             'nova_substrate.guests.tiny.DYNAMIC_BINARIES':
                 tuple(self.binaries),
+            'nova_substrate.guests.cloud.GRUB_PC_DIR': self.grub_pc_dir,
         }
         for name, value in patches.items():
             self.useFixture(fixtures.MonkeyPatch(name, value))
@@ -152,6 +156,18 @@ class FakeRecipe(base.Recipe):
         write_file(os.path.join(out_dir, 'initrd.img'), b'initrd', 0o600)
         write_file(os.path.join(out_dir, 'disk.qcow2'),
                    b'disk ' + self.version, 0o600)
+
+
+class FakeDiskRecipe(FakeRecipe):
+    """A guest that boots from its disk: its build writes the disk only."""
+
+    name = 'fakedisk'
+    cmdline = None
+
+    def build(self, out_dir, scratch_dir, progress):
+        self.builds += 1
+        write_file(os.path.join(out_dir, 'disk.qcow2'),
+                   b'bootable disk ' + self.version, 0o600)
 
 
 def fake_qcow2_virtual_size(guest, path):

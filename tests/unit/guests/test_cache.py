@@ -63,6 +63,57 @@ class GuestCacheTest(testtools.TestCase):
         self.assertIn('building the fake guest in %s' % path, self.progress)
         self.assertIn('fake guest: writing', self.progress)
 
+    def test_builds_a_guest_that_boots_from_its_disk(self):
+        recipe = fakes.FakeDiskRecipe()
+        image = self.get(recipe)
+        path = os.path.join(self.root, 'fakedisk-' + recipe.digest()[:12])
+        self.assertEqual(base.GuestImage(
+            name='fakedisk', kernel=None, initrd=None,
+            disk=os.path.join(path, 'disk.qcow2'), cmdline=None,
+            digest=recipe.digest(), disk_bytes=fakes.DISK_BYTES,
+            disk_file_bytes=len(b'bootable disk 1')), image)
+        self.assertTrue(image.boots_from_disk)
+        self.assertEqual(['disk.qcow2', 'guest.json'],
+                         sorted(os.listdir(path)))
+        with open(os.path.join(path, 'guest.json')) as f:
+            manifest = json.load(f)
+        self.assertEqual((None, None, None, 'disk.qcow2'),
+                         (manifest['kernel'], manifest['initrd'],
+                          manifest['cmdline'], manifest['disk']))
+        # found again, not rebuilt
+        again = fakes.FakeDiskRecipe()
+        self.assertEqual(image, self.get(again))
+        self.assertEqual(0, again.builds)
+        # and rebuilt once its disk is gone
+        os.unlink(image.disk)
+        self.assertEqual(image, self.get(again))
+        self.assertEqual(1, again.builds)
+
+    def test_loads_a_manifest_written_before_disk_boot(self):
+        # as the tiny and debian guests in existing caches have them
+        path = os.path.join(self.root, 'debian-0123456789ab')
+        for name in ('vmlinuz', 'initrd.img', 'disk.qcow2'):
+            fakes.write_file(os.path.join(path, name), name.encode())
+        manifest = {
+            'build_seconds': 80.2, 'built_at': '2026-11-30T10:00:00Z',
+            'cmdline': 'root=/dev/vda rw console=ttyS0',
+            'digest': '0123456789ab' + '0' * 52,
+            'disk': 'disk.qcow2', 'disk_bytes': fakes.DISK_BYTES,
+            'initrd': 'initrd.img', 'kernel': 'vmlinuz', 'name': 'debian'}
+        fakes.write_file(os.path.join(path, 'guest.json'),
+                         json.dumps(manifest).encode())
+        image = cache.load_guest(path)
+        self.assertEqual(base.GuestImage(
+            name='debian', kernel=os.path.join(path, 'vmlinuz'),
+            initrd=os.path.join(path, 'initrd.img'),
+            disk=os.path.join(path, 'disk.qcow2'),
+            cmdline='root=/dev/vda rw console=ttyS0',
+            digest=manifest['digest'], disk_bytes=fakes.DISK_BYTES,
+            disk_file_bytes=len(b'disk.qcow2')), image)
+        self.assertFalse(image.boots_from_disk)
+        os.unlink(os.path.join(path, 'initrd.img'))
+        self.assertIsNone(cache.load_guest(path))
+
     def test_guest_is_readable_by_other_users_whatever_the_umask(self):
         old_umask = os.umask(0o077)
         self.addCleanup(os.umask, old_umask)

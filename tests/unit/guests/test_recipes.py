@@ -7,6 +7,7 @@ import testtools
 
 from nova_substrate import guests
 from nova_substrate.guests import base
+from nova_substrate.guests import cloud
 from nova_substrate.guests import debian
 from nova_substrate.guests import tiny
 from tests.unit.guests import fakes
@@ -74,6 +75,22 @@ class DigestTestMixin(object):
         self.edit(self.host.guest_file('README.rst'), b'rewritten\n')
         self.assertEqual(original, self.digest())
 
+    def test_changes_with_the_installed_libc(self):
+        original = self.digest()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_substrate.guests.base.dpkg_version',
+            lambda package: '2.36-9+deb12u9'))
+        self.assertNotEqual(original, self.digest())
+
+    def test_recipes_differ(self):
+        digests = {name: recipe().digest()
+                   for name, recipe in guests._RECIPES.items()}
+        self.assertEqual(len(digests), len(set(digests.values())))
+
+
+class HostKernelDigestMixin(object):
+    """The digest of a guest that boots the host's kernel."""
+
     def test_changes_with_the_host_kernel(self):
         original = self.digest()
         self.edit(os.path.join(self.host.boot,
@@ -84,20 +101,9 @@ class DigestTestMixin(object):
         self.host.add_kernel('6.1.0-30-cloud-amd64')
         self.assertNotIn(self.digest(), (original, updated))
 
-    def test_changes_with_the_installed_libc(self):
-        original = self.digest()
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova_substrate.guests.base.dpkg_version',
-            lambda package: '2.36-9+deb12u9'))
-        self.assertNotEqual(original, self.digest())
 
-    def test_recipes_differ(self):
-        other = {tiny.TinyRecipe: debian.DebianRecipe,
-                 debian.DebianRecipe: tiny.TinyRecipe}[self.RECIPE]
-        self.assertNotEqual(other().digest(), self.digest())
-
-
-class TinyDigestTest(DigestTestMixin, RecipeTestCase):
+class TinyDigestTest(HostKernelDigestMixin, DigestTestMixin,
+                     RecipeTestCase):
 
     RECIPE = tiny.TinyRecipe
 
@@ -113,7 +119,8 @@ class TinyDigestTest(DigestTestMixin, RecipeTestCase):
         self.assertNotEqual(original, self.digest())
 
 
-class DebianDigestTest(DigestTestMixin, RecipeTestCase):
+class DebianDigestTest(HostKernelDigestMixin, DigestTestMixin,
+                       RecipeTestCase):
 
     RECIPE = debian.DebianRecipe
 
@@ -123,6 +130,43 @@ class DebianDigestTest(DigestTestMixin, RecipeTestCase):
                                'initrd.img-' + fakes.KERNEL_VERSION),
                   b'initrd rebuilt')
         self.assertNotEqual(original, self.digest())
+
+
+class CloudDigestTest(DigestTestMixin, RecipeTestCase):
+
+    RECIPE = cloud.CloudRecipe
+
+    def with_versions(self, **versions):
+        """The digest with these packages at other versions on the host."""
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_substrate.guests.base.dpkg_version',
+            lambda package: versions.get(package,
+                                         self.host.dpkg_version(package))))
+        return self.digest()
+
+    def test_changes_with_the_package_list(self):
+        original = self.digest()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_substrate.guests.cloud.PACKAGES',
+            cloud.PACKAGES + ('locales',)))
+        self.assertNotEqual(original, self.digest())
+
+    def test_changes_with_each_host_package_it_uses(self):
+        original = self.digest()
+        digests = [self.with_versions(**{package: '99'})
+                   for package in ('debootstrap', 'libc6-dev',
+                                   'grub2-common', 'grub-pc-bin')]
+        self.assertNotIn(original, digests)
+        self.assertEqual(len(digests), len(set(digests)))
+
+    def test_ignores_the_host_kernel(self):
+        # The image has a kernel of its own.
+        original = self.digest()
+        self.edit(os.path.join(self.host.boot,
+                               'vmlinuz-' + fakes.KERNEL_VERSION),
+                  b'kernel rebuilt')
+        self.host.add_kernel('6.1.0-30-cloud-amd64')
+        self.assertEqual(original, self.digest())
 
 
 class HostKernelTest(RecipeTestCase):
@@ -189,16 +233,22 @@ class PrerequisiteTest(RecipeTestCase):
                                'vmlinuz-' + fakes.KERNEL_VERSION))
 
     def test_fake_host_has_everything(self):
-        for recipe in (tiny.TinyRecipe(), debian.DebianRecipe()):
+        for recipe in (tiny.TinyRecipe(), debian.DebianRecipe(),
+                       cloud.CloudRecipe()):
             recipe.check_prerequisites()
             recipe.check_build_prerequisites()
 
     def test_no_cloud_kernel(self):
         self.remove_kernel()
         self.host.add_kernel('6.1.0-28-amd64')
-        for guest in guests.GUEST_NAMES:
+        for guest in ('tiny', 'debian'):
             self.assertMissing(CLOUD_KERNEL_PACKAGE, 'vmlinuz-*-cloud-amd64',
                                guest)
+        # the cloud guest brings its own
+        recipe = cloud.CloudRecipe()
+        recipe.check_prerequisites()
+        recipe.check_build_prerequisites()
+        self.assertRegex(recipe.digest(), '^[0-9a-f]{64}$')
 
     def test_kernel_without_modules(self):
         self.remove_kernel()
@@ -231,7 +281,8 @@ class PrerequisiteTest(RecipeTestCase):
         for tool, package in (('gcc', 'gcc'), ('mkfs.ext4', 'e2fsprogs'),
                               ('qemu-img', 'qemu-utils')):
             self.host.remove_tool(tool)
-            for recipe in (tiny.TinyRecipe(), debian.DebianRecipe()):
+            for recipe in (tiny.TinyRecipe(), debian.DebianRecipe(),
+                           cloud.CloudRecipe()):
                 self.assertMissing(package, tool, recipe.name,
                                    recipe.check_build_prerequisites)
             self.host.add_tool(tool, b'')
@@ -244,30 +295,48 @@ class PrerequisiteTest(RecipeTestCase):
     def test_debootstrap(self):
         self.host.remove_tool('debootstrap')
         tiny.TinyRecipe().check_build_prerequisites()
-        self.assertMissing('debootstrap', 'debootstrap', 'debian',
-                           debian.DebianRecipe().check_build_prerequisites)
+        for recipe in (debian.DebianRecipe(), cloud.CloudRecipe()):
+            self.assertMissing('debootstrap', 'debootstrap', recipe.name,
+                               recipe.check_build_prerequisites)
 
-    def test_debian_guest_needs_root(self):
+    def test_debian_guests_need_root(self):
         self.useFixture(fixtures.MonkeyPatch('os.geteuid', lambda: 1000))
-        e = self.assertRaises(base.GuestBuildError,
-                              debian.DebianRecipe().check_build_prerequisites)
-        # no package would help
-        self.assertNotIsInstance(e, base.MissingPrerequisite)
-        self.assertIn('needs root', str(e))
+        for recipe in (debian.DebianRecipe(), cloud.CloudRecipe()):
+            e = self.assertRaises(base.GuestBuildError,
+                                  recipe.check_build_prerequisites)
+            # no package would help
+            self.assertNotIsInstance(e, base.MissingPrerequisite)
+            self.assertIn('needs root', str(e))
+
+    def test_cloud_guest_tools(self):
+        check = cloud.CloudRecipe().check_build_prerequisites
+        for tool, package in (('grub-install', 'grub2-common'),
+                              ('mount', 'mount'), ('umount', 'mount')):
+            self.host.remove_tool(tool)
+            tiny.TinyRecipe().check_build_prerequisites()
+            debian.DebianRecipe().check_build_prerequisites()
+            self.assertMissing(package, tool, 'cloud', check)
+            self.host.add_tool(tool, b'')
+
+    def test_cloud_guest_needs_grub_for_bios_pcs(self):
+        os.unlink(os.path.join(self.host.grub_pc_dir, 'boot.img'))
+        e = self.assertMissing('grub-pc-bin', self.host.grub_pc_dir, 'cloud',
+                               cloud.CloudRecipe().check_build_prerequisites)
+        self.assertIn('GRUB for BIOS PCs', e.what)
 
 
 class GetGuestTest(testtools.TestCase):
 
     def test_known_guests(self):
-        self.assertEqual(('debian', 'tiny'), guests.GUEST_NAMES)
+        self.assertEqual(('cloud', 'debian', 'tiny'), guests.GUEST_NAMES)
 
     def test_unknown_guest(self):
         cache_dir = os.path.join(self.useFixture(fixtures.TempDir()).path,
                                  'cache')
         e = self.assertRaises(ValueError, guests.get_guest, 'windows',
                               cache_dir=cache_dir)
-        self.assertEqual("unknown test guest 'windows'; known: debian, tiny",
-                         str(e))
+        self.assertEqual("unknown test guest 'windows'; known: cloud, "
+                         "debian, tiny", str(e))
         self.assertFalse(os.path.exists(cache_dir))
 
     def test_builds_into_the_cache_the_environment_names(self):

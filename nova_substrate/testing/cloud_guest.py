@@ -83,6 +83,17 @@ class CloudGuestTestCase(substrate_base.SubstrateDriverTestCase):
         self.api.post_keypair({'keypair': {
             'name': KEY_NAME, 'public_key': self.net.public_key}})
 
+    def _register_guest_images(self, properties=None):
+        if properties is None:
+            # Debian's cloud kernel has no SATA (AHCI) driver, and SATA is
+            # where Nova puts a config drive on q35: the image asks for a
+            # SCSI CD-ROM on virtio-scsi, as such images must.
+            properties = {'hw_qemu_guest_agent': 'yes',
+                          'architecture': 'x86_64',
+                          'hw_cdrom_bus': 'scsi',
+                          'hw_scsi_model': 'virtio-scsi'}
+        return super()._register_guest_images(properties)
+
     def _configure_compute(self):
         super()._configure_compute()
         # cloud-init's stages take seconds under TCG, more beside a

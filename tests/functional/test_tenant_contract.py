@@ -25,24 +25,31 @@ class TenantContractTest(CloudGuestTestCase):
     #: Two clones, to compare them with each other.
     POOL_COUNT = 2
 
-    def test_activated_server_answers_as_the_booted_one(self):
-        self.wait_for_substrate()
+    def test_activated_servers_answer_as_the_booted_one(self):
+        key = self.wait_for_substrate()
         # The harness has no metadata service: the booted server reads the
         # same documents from a config drive.
-        booted = self.create_server(self.normal_flavor_id, '192.168.1.21',
-                                    CLOUD_CONFIG, config_drive=True)
-        activated = self.create_server(self.substrate_flavor_id,
-                                       '192.168.1.22', CLOUD_CONFIG)
-        servers = {'booted': self.on_the_network(booted),
-                   'activated': self.on_the_network(activated)}
-        addresses = {'booted': booted[1], 'activated': activated[1]}
-        self.assertSpawned(servers['activated'], notifications.ACTIVATED)
+        created = {
+            'booted': self.create_server(self.normal_flavor_id,
+                                         '192.168.1.21', CLOUD_CONFIG,
+                                         config_drive=True),
+            'activated': self.create_server(self.substrate_flavor_id,
+                                            '192.168.1.22', CLOUD_CONFIG),
+            'second': self.create_server(self.substrate_flavor_id,
+                                         '192.168.1.23', CLOUD_CONFIG),
+        }
+        servers = {name: self.on_the_network(c)
+                   for name, c in created.items()}
+        addresses = {name: c[1] for name, c in created.items()}
+        for name in ('activated', 'second'):
+            self.assertSpawned(servers[name], notifications.ACTIVATED)
+            self.assertEqual(key, self.spawn_record(servers[name])['key'])
 
-        # The tenant's key logs in to both, and the user-data ran once.
+        # The tenant's key logs in to each, and the user-data ran once.
         facts = {}
-        for name in ('activated', 'booted'):
-            timeout = (ACTIVATED_SSH_TIMEOUT if name == 'activated'
-                       else BOOT_SSH_TIMEOUT)
+        for name in ('activated', 'second', 'booted'):
+            timeout = (BOOT_SSH_TIMEOUT if name == 'booted'
+                       else ACTIVATED_SSH_TIMEOUT)
             self.login(addresses[name], timeout)
             facts[name] = self.facts(addresses[name], 'runcmd.count')
             self.assertEqual({
@@ -53,37 +60,29 @@ class TenantContractTest(CloudGuestTestCase):
                 'keys': '1',
             }, facts[name], name)
 
+        # Two clones of one substrate share no identity.
+        unique = []
+        for name in ('activated', 'second'):
+            seen = parse_lines(self.run_in_guest(addresses[name],
+                                                 UNIQUENESS_SCRIPT))
+            seen['host_keys'] = self.net.host_keys(addresses[name])
+            self.assertTrue(seen['host_keys'])
+            unique.append(seen)
+        for fact in ('boot_id', 'machine_id', 'random', 'host_keys'):
+            self.assertNotEqual(unique[0][fact], unique[1][fact], fact)
+        # libvirt gives each restore a new VM generation id.
+        genids = {self.domain_of(servers[name]).XMLDesc(0).split(
+            '<genid>')[1][:36] for name in ('activated', 'second')}
+        self.assertEqual(2, len(genids))
+
         # A reboot runs no user-data again and keeps the key.
         server = self.server_action(servers['activated'], 'reboot',
                                     {'type': 'HARD'})
-        self.net.attach(activated[2])
+        self.assertEqual('ACTIVE', server['status'])
+        self.net.attach(created['activated'][2])
         self.login(addresses['activated'], BOOT_SSH_TIMEOUT)
         self.assertEqual(facts['activated'],
                          self.facts(addresses['activated'], 'runcmd.count'))
-        self.assertEqual('ACTIVE', server['status'])
-
-    def test_clones_of_one_substrate_share_no_identity(self):
-        key = self.wait_for_substrate()
-        created = [self.create_server(self.substrate_flavor_id, address,
-                                      CLOUD_CONFIG)
-                   for address in ('192.168.1.31', '192.168.1.32')]
-        servers = [self.on_the_network(c) for c in created]
-        for server in servers:
-            self.assertSpawned(server, notifications.ACTIVATED)
-            self.assertEqual(key, self.spawn_record(server)['key'])
-        seen = []
-        for (_server, address, _tap) in created:
-            self.login(address, ACTIVATED_SSH_TIMEOUT)
-            facts = parse_lines(self.run_in_guest(address, UNIQUENESS_SCRIPT))
-            facts['host_keys'] = self.net.host_keys(address)
-            self.assertTrue(facts['host_keys'])
-            seen.append(facts)
-        for fact in ('boot_id', 'machine_id', 'random', 'host_keys'):
-            self.assertNotEqual(seen[0][fact], seen[1][fact], fact)
-        # libvirt gives each restore a new VM generation id.
-        genids = {self.domain_of(s).XMLDesc(0).split('<genid>')[1][:36]
-                  for s in servers}
-        self.assertEqual(2, len(genids))
 
 
 class ConfigDriveContractTest(CloudGuestTestCase):

@@ -15,14 +15,16 @@ import re
 import shutil
 import struct
 import subprocess
-import sys
 import typing
 
 from oslo_log import log as logging
 
+from nova_substrate.engine import exception
+from nova_substrate.engine import guest_tools
+
 LOG = logging.getLogger(__name__)
 
-GUEST_SRC_ENV = 'NOVA_SUBSTRATE_GUEST_SRC'
+GUEST_SRC_ENV = guest_tools.GUEST_SRC_ENV
 HOOK_FILE = 'nova-substrate-hook'
 GUESTUTIL_SOURCE = 'guestutil.c'
 # Where the hook and the helper are installed inside a guest.
@@ -150,22 +152,13 @@ def source_file(module):
 def guest_source_dir():
     """The directory holding the hook and guestutil.c.
 
-    A source tree has it beside the package; an installed package finds
-    it under <prefix>/share/nova-substrate/guest, or wherever
-    NOVA_SUBSTRATE_GUEST_SRC points.
+    Found as the engine finds what it installs in guests
+    (nova_substrate.engine.guest_tools.find_source_dir).
     """
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.environ.get(GUEST_SRC_ENV),
-        os.path.join(here, os.pardir, os.pardir, 'guest'),
-        os.path.join(sys.prefix, 'share', 'nova-substrate', 'guest'),
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isfile(os.path.join(candidate, HOOK_FILE)):
-            return os.path.realpath(candidate)
-    raise GuestBuildError('cannot find the guest sources (%s and %s); set '
-                          '%s to the guest/ directory of nova-substrate'
-                          % (HOOK_FILE, GUESTUTIL_SOURCE, GUEST_SRC_ENV))
+    try:
+        return guest_tools.find_source_dir()
+    except exception.GuestToolsError as e:
+        raise GuestBuildError(str(e))
 
 
 def hook_path():

@@ -136,7 +136,9 @@ class CloudGuestTestCase(substrate_base.SubstrateDriverTestCase):
     def on_the_network(self, created):
         """The server once ACTIVE, its tap on the test bridge."""
         server, _address, tap = created
-        server = self.wait_for_active(server)
+        # An activated server is ACTIVE once cloud-init has run in it.
+        server = self.wait_for_active(server,
+                                      timeout=ACTIVATE_TIMEOUT + 60)
         self.net.attach(tap)
         return server
 

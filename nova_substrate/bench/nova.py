@@ -72,6 +72,8 @@ EXPECTED_MODE = {SUBSTRATE: notifications.ACTIVATED,
                  NORMAL: notifications.BOOTED}
 MEASURES = ('active_s', 'ready_s')
 CLOUD_MEASURES = ('active_s', 'ssh_s', 'userdata_s')
+MILESTONES = {'active_s': 'ACTIVE', 'ready_s': 'guest-ready',
+              'ssh_s': 'SSH login', 'userdata_s': 'user-data run'}
 #: What the benchmark's cloud servers run: the marker userdata_s waits for.
 USERDATA_MARKER = '/var/lib/tenant/bench.done'
 CLOUD_USER_DATA = """#cloud-config
@@ -166,7 +168,8 @@ class _Bench(object):
                 m.spawns.append(spawn)
                 m.say('run %d/%d, %s flavor (%s): %s' % (
                     run, m.runs, flavor, spawn['mode'], ', '.join(
-                        '%s %.3f s' % (k, spawn[k]) for k in m.measures)))
+                        '%s %.3f s' % (MILESTONES[k], spawn[k])
+                        for k in m.measures)))
 
     def check_mode(self, server, flavor):
         mode, record = self.spawn_mode(server)

@@ -19,7 +19,7 @@ import fixtures
 
 SSH_OPTIONS = ('-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=no',
                '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR',
-               '-o', 'ConnectTimeout=3')
+               '-o', 'ConnectTimeout=10')
 
 
 def _run(*cmd, check=True, **kwargs):

@@ -57,6 +57,51 @@ class LibvirtTestCase(testtools.TestCase):
         cls.addClassCleanup(shutil.rmtree, cls.work, ignore_errors=True)
         os.chmod(cls.work, 0o755)
 
+    @classmethod
+    def start_domain(cls, xml, domain_uuid, console_log):
+        """Start the class's guest; it is destroyed at class cleanup."""
+        cls.domain_uuid = domain_uuid
+        cls.console_log = console_log
+        # Registered first: a domain that started must go, whatever
+        # fails after.
+        cls.addClassCleanup(cls.destroy_domain)
+        cls.dom = cls.conn.createXML(xml, 0)
+
+    @classmethod
+    def destroy_domain(cls):
+        try:
+            dom = cls.conn.lookupByUUIDString(cls.domain_uuid)
+        except libvirt.libvirtError:
+            return
+        activate.destroy_domain(dom)
+
+    @classmethod
+    def console_tail(cls):
+        try:
+            with open(cls.console_log, errors='replace') as f:
+                return f.read()[-2000:]
+        except FileNotFoundError:
+            return ''
+
+    @classmethod
+    def wait_for_console(cls, line, deadline):
+        """Wait until the class's guest printed line on its console."""
+        while True:
+            try:
+                with open(cls.console_log, errors='replace') as f:
+                    console = f.read()
+            except FileNotFoundError:
+                console = ''
+            if line in console:
+                return
+            if not cls.dom.isActive():
+                raise AssertionError('the guest stopped while booting:\n%s'
+                                     % console[-2000:])
+            if time.monotonic() >= deadline:
+                raise AssertionError('no %r on the console in time:\n%s'
+                                     % (line, console[-2000:]))
+            time.sleep(0.2)
+
     def guest_run(self, dom, script):
         """Run a shell script in the guest; its stdout."""
         result = guest_agent.GuestAgent(dom).run(

@@ -17,9 +17,7 @@ import subprocess
 import time
 import uuid
 
-import libvirt
 
-from nova_substrate.engine import activate
 from nova_substrate.engine import exception
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import qemuimg
@@ -76,10 +74,7 @@ class CloudGuestTest(base.LibvirtTestCase):
             overlay, cls.console_log,
             devices=[CONFIG_DRIVE_DEVICES[0],
                      CONFIG_DRIVE_DEVICES[1] % _quote(config_drive)])
-        # Registered first: a domain that started must go, whatever
-        # fails after.
-        cls.addClassCleanup(cls.destroy_domain)
-        cls.dom = cls.conn.createXML(xml, 0)
+        cls.start_domain(xml, cls.domain_uuid, cls.console_log)
         cls.agent = guest_agent.GuestAgent(cls.dom)
         cls.cloud_init_status = cls.wait_for_cloud_init(
             time.monotonic() + BOOT_TIMEOUT_S)
@@ -118,22 +113,6 @@ class CloudGuestTest(base.LibvirtTestCase):
                        check=True, capture_output=True)
         os.chmod(iso, 0o644)
         return iso
-
-    @classmethod
-    def destroy_domain(cls):
-        try:
-            dom = cls.conn.lookupByUUIDString(cls.domain_uuid)
-        except libvirt.libvirtError:
-            return
-        activate.destroy_domain(dom)
-
-    @classmethod
-    def console_tail(cls):
-        try:
-            with open(cls.console_log, errors='replace') as f:
-                return f.read()[-3000:]
-        except FileNotFoundError:
-            return ''
 
     @classmethod
     def wait_for_agent(cls, deadline):

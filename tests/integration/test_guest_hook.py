@@ -12,9 +12,7 @@ import re
 import time
 import uuid
 
-import libvirt
 
-from nova_substrate.engine import activate
 from nova_substrate.engine import domainxml
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import qemuimg
@@ -80,41 +78,11 @@ class GuestHookTest(base.LibvirtTestCase):
             cls.guest, name, cls.domain_uuid, cls.MEMORY_MB, cls.VCPUS,
             overlay, cls.console_log,
             nics=[domainxml.interface_xml(cls.mac)])
-        # Registered first: a domain that started must go, whatever
-        # fails after.
-        cls.addClassCleanup(cls.destroy_domain)
-        cls.dom = cls.conn.createXML(xml, 0)
+        cls.start_domain(xml, cls.domain_uuid, cls.console_log)
         deadline = time.monotonic() + BOOT_TIMEOUT_S
         cls.wait_for_console(READY_LINE, deadline)
         cls.agent = guest_agent.GuestAgent(cls.dom)
         cls.agent.wait_ready(deadline)
-
-    @classmethod
-    def destroy_domain(cls):
-        try:
-            dom = cls.conn.lookupByUUIDString(cls.domain_uuid)
-        except libvirt.libvirtError:
-            return
-        activate.destroy_domain(dom)
-
-    @classmethod
-    def wait_for_console(cls, line, deadline):
-        while True:
-            try:
-                with open(cls.console_log, errors='replace') as f:
-                    console = f.read()
-            except FileNotFoundError:
-                console = ''
-            if line in console:
-                return
-            if not cls.dom.isActive():
-                raise AssertionError('the guest stopped while booting:\n%s'
-                                     % console[-2000:])
-            if time.monotonic() >= deadline:
-                raise AssertionError('no %r on the console in %d s:\n%s'
-                                     % (line, BOOT_TIMEOUT_S,
-                                        console[-2000:]))
-            time.sleep(0.2)
 
     def run_hook(self, command, fields=None):
         stdin = None

@@ -29,17 +29,19 @@ class TenantContractTest(CloudGuestTestCase):
         key = self.wait_for_substrate()
         # The harness has no metadata service: the booted server reads the
         # same documents from a config drive.
-        created = {
-            'booted': self.create_server(self.normal_flavor_id,
-                                         '192.168.1.21', CLOUD_CONFIG,
-                                         config_drive=True),
-            'activated': self.create_server(self.substrate_flavor_id,
-                                            '192.168.1.22', CLOUD_CONFIG),
-            'second': self.create_server(self.substrate_flavor_id,
-                                         '192.168.1.23', CLOUD_CONFIG),
-        }
-        servers = {name: self.on_the_network(c)
-                   for name, c in created.items()}
+        # One request at a time, as one tenant's: the booted server goes on
+        # booting while the others are activated.
+        requests = (
+            ('booted', self.normal_flavor_id, '192.168.1.21',
+             {'config_drive': True}),
+            ('activated', self.substrate_flavor_id, '192.168.1.22', {}),
+            ('second', self.substrate_flavor_id, '192.168.1.23', {}),
+        )
+        created, servers = {}, {}
+        for name, flavor_id, address, extra in requests:
+            created[name] = self.create_server(flavor_id, address,
+                                               CLOUD_CONFIG, **extra)
+            servers[name] = self.on_the_network(created[name])
         addresses = {name: c[1] for name, c in created.items()}
         for name in ('activated', 'second'):
             self.assertSpawned(servers[name], notifications.ACTIVATED)

@@ -16,6 +16,7 @@ import base64
 import copy
 import random
 import subprocess
+import time
 import uuid
 
 from nova_substrate.testing import substrate_cloud as substrate_base
@@ -29,6 +30,7 @@ KEY_NAME = 'tenant'
 BOOT_SSH_TIMEOUT = 420.0
 ACTIVATED_SSH_TIMEOUT = 120.0
 CLOUD_INIT_TIMEOUT = 300
+SSH_ATTEMPTS = 10
 # The first boot of the cloud guest (cloud-init included) is what a build
 # waits for.
 CLOUD_BUILD_TIMEOUT = 600.0
@@ -146,8 +148,15 @@ class CloudGuestTestCase(substrate_base.SubstrateDriverTestCase):
         return self.net.wait_for_ssh(USER, address, timeout)
 
     def run_in_guest(self, address, script):
-        status, out, err = self.net.ssh(USER, address, script,
-                                        timeout=CLOUD_INIT_TIMEOUT)
+        # ssh says 255 when the connection itself failed: sshd reloading
+        # with the clone's last host keys closes its port for a moment, as
+        # it would on any server whose host keys change.
+        for _attempt in range(SSH_ATTEMPTS):
+            status, out, err = self.net.ssh(USER, address, script,
+                                            timeout=CLOUD_INIT_TIMEOUT)
+            if status != 255:
+                break
+            time.sleep(1)
         self.assertEqual(0, status, err)
         return out
 

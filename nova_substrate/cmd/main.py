@@ -1,7 +1,8 @@
 """The nova-substrate command line.
 
     nova-substrate [--config-file FILE] pool list [--json]
-    nova-substrate pool build --guest tiny|debian [--memory-mb M] [--vcpus N]
+    nova-substrate pool build --guest tiny|debian|cloud [--memory-mb M]
+                              [--vcpus N]
     nova-substrate pool build --domain-xml FILE --key KEY ...
     nova-substrate pool fill KEY [--count N]
     nova-substrate pool evict (--key KEY | --bytes N | --all)
@@ -9,7 +10,7 @@
     nova-substrate bench activation [--json] [--guest tiny|debian|cloud]
                                     [--runs N] [--clones K]
                                     [--memory-mb M] [--vcpus N]
-    nova-substrate bench nova [--json] [--runs N]
+    nova-substrate bench nova [--json] [--runs N] [--guest tiny|cloud]
     nova-substrate bench scheduler [--json] [--hosts N,N...] [--requests N]
     nova-substrate bench cache [--json] [--plot FILE.png] [--counts N,N...]
                                [--bandwidth-mbps M] [--memory-mb M]
@@ -344,7 +345,7 @@ def build_parser():
     p.set_defaults(func=cmd_pool_list)
     p = pool_cmds.add_parser('build', help='build and dock a substrate')
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument('--guest', choices=('tiny', 'debian'),
+    src.add_argument('--guest', choices=guests.GUEST_NAMES,
                      help='one of the project\'s test guests')
     src.add_argument('--domain-xml', help='file with the instance domain XML')
     p.add_argument('--key', help='substrate key (hex); derived for --guest')

@@ -46,7 +46,6 @@ import tempfile
 import threading
 import time
 import uuid
-from xml.sax import saxutils
 
 import libvirt
 from oslo_log import log as logging
@@ -61,6 +60,7 @@ from nova_substrate.engine import pool as pool_mod
 from nova_substrate.engine import qemuimg
 from nova_substrate.engine import saveimage
 from nova_substrate import guests
+from nova_substrate.guests import configdrive
 from nova_substrate.guests import domain as guest_domain
 
 LOG = logging.getLogger(__name__)
@@ -100,15 +100,6 @@ PROBE_ATTEMPT_S = 20.0
 PROBE_CONNECT_TIMEOUT_S = 10
 SESSION_CONNECT_TIMEOUT_S = 30
 POLL_S = 0.05
-CONFIG_DRIVE_LABEL = 'config-2'
-# Debian's cloud kernel has no AHCI driver, so a SATA cdrom (q35's
-# default bus) is invisible to the guest: the drive is a SCSI cdrom on a
-# virtio-scsi controller.
-CONFIG_DRIVE_DEVICES = (
-    "<controller type='scsi' index='0' model='virtio-scsi'/>",
-    "<disk type='file' device='cdrom'>"
-    "<driver name='qemu' type='raw'/><source file=%s/>"
-    "<target dev='sda' bus='scsi'/><readonly/></disk>")
 
 
 def _median(values):
@@ -167,44 +158,6 @@ def config_drive_files(instance_uuid, hostname, mac, address_cidr,
         latest + 'network_data.json': json.dumps(network_data).encode(),
         latest + 'user_data': user_data_text.encode(),
     }
-
-
-def genisoimage_argv(iso_path, top):
-    """The genisoimage command Nova makes its config drives with."""
-    return ['genisoimage', '-o', iso_path, '-ldots', '-allow-lowercase',
-            '-allow-multidot', '-l', '-quiet', '-J', '-r', '-V',
-            CONFIG_DRIVE_LABEL, top]
-
-
-def make_config_drive(files, iso_path, scratch_dir):
-    """Write files (config_drive_files) to a config drive ISO at iso_path."""
-    top = tempfile.mkdtemp(prefix='config-drive-', dir=scratch_dir)
-    try:
-        for relative, data in files.items():
-            path = os.path.join(top, relative)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, 'wb') as f:
-                f.write(data)
-        try:
-            subprocess.run(genisoimage_argv(iso_path, top), check=True,
-                           capture_output=True, text=True)
-        except FileNotFoundError:
-            raise exception.SubstrateError(
-                'making a config drive needs genisoimage (Debian package '
-                'genisoimage)')
-        except subprocess.CalledProcessError as e:
-            raise exception.SubstrateError('genisoimage failed: %s'
-                                           % e.stderr.strip())
-        # QEMU runs as libvirt-qemu.
-        os.chmod(iso_path, 0o644)
-    finally:
-        shutil.rmtree(top, ignore_errors=True)
-
-
-def config_drive_devices(iso_path):
-    """<devices> elements that attach the ISO as a read-only cdrom."""
-    return [CONFIG_DRIVE_DEVICES[0],
-            CONFIG_DRIVE_DEVICES[1] % saxutils.quoteattr(str(iso_path))]
 
 
 class _Stopped(Exception):
@@ -484,9 +437,9 @@ class ActivationBench(object):
         disk = self._path(name + '.qcow2')
         dom = probe = None
         try:
-            make_config_drive(files, iso, self.work)
+            configdrive.make_config_drive(files, iso, self.work)
             xml = self._instance_xml(name, [self._bridge_nic(mac)],
-                                     config_drive_devices(iso),
+                                     configdrive.config_drive_devices(iso),
                                      domain_uuid=instance_uuid)
             t0 = time.monotonic()
             dom = self.conn.createXML(xml, 0)

@@ -23,6 +23,7 @@ from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import qemuimg
 from nova_substrate import guests
 from nova_substrate.guests import base as guests_base
+from nova_substrate.guests import configdrive
 from nova_substrate.guests import domain as guest_domain
 from tests.integration import base
 
@@ -41,15 +42,6 @@ runcmd:
   - [sh, -c, "mkdir -p %(marker_dir)s && echo ran > %(marker)s"]
 ''' % {'file': WRITTEN_FILE, 'marker': MARKER,
        'marker_dir': os.path.dirname(MARKER)}
-CONFIG_DRIVE_DEVICES = (
-    "<controller type='scsi' index='0' model='virtio-scsi'/>",
-    "<disk type='file' device='cdrom'>"
-    "<driver name='qemu' type='raw'/><source file=%s/>"
-    "<target dev='sda' bus='scsi'/><readonly/></disk>")
-
-
-def _quote(value):
-    return "'%s'" % value.replace('&', '&amp;').replace("'", '&apos;')
 
 
 class CloudGuestTest(base.LibvirtTestCase):
@@ -72,8 +64,7 @@ class CloudGuestTest(base.LibvirtTestCase):
         xml = guest_domain.instance_xml(
             cls.guest, name, cls.domain_uuid, cls.MEMORY_MB, cls.VCPUS,
             overlay, cls.console_log,
-            devices=[CONFIG_DRIVE_DEVICES[0],
-                     CONFIG_DRIVE_DEVICES[1] % _quote(config_drive)])
+            devices=configdrive.config_drive_devices(config_drive))
         cls.start_domain(xml, cls.domain_uuid, cls.console_log)
         cls.agent = guest_agent.GuestAgent(cls.dom)
         cls.cloud_init_status = cls.wait_for_cloud_init(
@@ -92,26 +83,15 @@ class CloudGuestTest(base.LibvirtTestCase):
     @classmethod
     def make_config_drive(cls):
         """An OpenStack config drive, as Nova's configdrive module makes it."""
-        top = os.path.join(cls.work, 'config-drive')
-        latest = os.path.join(top, 'openstack', 'latest')
-        os.makedirs(latest)
+        latest = 'openstack/latest/'
         meta_data = {'uuid': cls.domain_uuid, 'hostname': cls.hostname,
                      'name': cls.hostname, 'launch_index': 0,
                      'availability_zone': 'nova',
                      'public_keys': {'k': cls.public_key}}
-        with open(os.path.join(latest, 'meta_data.json'), 'w') as f:
-            json.dump(meta_data, f)
-        with open(os.path.join(latest, 'user_data'), 'w') as f:
-            f.write(USER_DATA)
         iso = os.path.join(cls.work, 'config-drive.iso')
-        subprocess.run([guests_base.find_tool('cloud', 'genisoimage',
-                                              'genisoimage'),
-                        '-o', iso, '-ldots', '-allow-lowercase',
-                        '-allow-multidot', '-l', '-publisher',
-                        'nova-substrate', '-quiet', '-J', '-r',
-                        '-V', 'config-2', top],
-                       check=True, capture_output=True)
-        os.chmod(iso, 0o644)
+        configdrive.make_config_drive(
+            {latest + 'meta_data.json': json.dumps(meta_data).encode(),
+             latest + 'user_data': USER_DATA.encode()}, iso, cls.work)
         return iso
 
     @classmethod

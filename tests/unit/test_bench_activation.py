@@ -20,6 +20,7 @@ import yaml
 from nova_substrate.bench import activation
 from nova_substrate.cmd import main as cmd_main
 from nova_substrate import guests
+from nova_substrate.guests import configdrive
 
 UUID = '5f1e7d0a-2b8c-4a2e-9d1b-3c4f5a6b7c8d'
 MAC = '52:54:00:AB:cd:01'
@@ -103,7 +104,7 @@ class ConfigDriveDevicesTest(testtools.TestCase):
 
     def test_readonly_cdrom_on_a_scsi_controller(self):
         controller, disk = (ET.fromstring(x) for x in
-                            activation.config_drive_devices("/a/b'c.iso"))
+                            configdrive.config_drive_devices("/a/b'c.iso"))
         self.assertEqual(('scsi', 'virtio-scsi'),
                          (controller.get('type'), controller.get('model')))
         self.assertEqual('cdrom', disk.get('device'))
@@ -112,7 +113,7 @@ class ConfigDriveDevicesTest(testtools.TestCase):
         self.assertIsNotNone(disk.find('readonly'))
 
     def test_genisoimage_as_nova_runs_it(self):
-        argv = activation.genisoimage_argv('/x/disk.config', '/x/top')
+        argv = configdrive.genisoimage_argv('/x/disk.config', '/x/top')
         self.assertEqual('genisoimage', argv[0])
         self.assertEqual('config-2', argv[argv.index('-V') + 1])
         self.assertEqual('/x/disk.config', argv[argv.index('-o') + 1])
@@ -129,7 +130,7 @@ class MakeConfigDriveTest(testtools.TestCase):
             UUID, 'h', MAC, '192.168.231.9/24', KEY,
             activation.user_data(UUID))
         iso = os.path.join(work, 'drive.iso')
-        activation.make_config_drive(files, iso, work)
+        configdrive.make_config_drive(files, iso, work)
         info = subprocess.run(['isoinfo', '-d', '-i', iso], check=True,
                               capture_output=True, text=True).stdout
         self.assertIn('Volume id: config-2', info)

@@ -20,6 +20,7 @@ import libvirt
 from oslo_log import log as logging
 
 from nova_substrate.engine import domainxml
+from nova_substrate.engine import early_access
 from nova_substrate.engine import exception
 from nova_substrate.engine import guest as guest_agent
 from nova_substrate.engine import qemuimg
@@ -39,7 +40,9 @@ class CloneSpec:
     addresses are what the guest waits for. instance_data is what a
     booted instance reads from its config drive (relative path to bytes,
     in the config drive's layout: openstack/latest/meta_data.json, ...):
-    cloud-init in the guest takes it as a new instance's datasource.
+    cloud-init in the guest takes it as a new instance's datasource, in
+    the background of the activation; the hook has applied the static
+    addresses and the login keys it holds first (early_access).
     metadata is handed to the guest as JSON, for guests without
     cloud-init.
     """
@@ -279,34 +282,38 @@ def _hand_over_identity(agent, dom, spec, macs, settings, deadline,
     if spec.metadata:
         network['metadata_b64'] = base64.b64encode(
             json.dumps(spec.metadata).encode()).decode()
+    tail = login_keys = None
     if spec.instance_data:
-        network['instance_data_b64'] = base64.b64encode(
+        early = early_access.hook_fields(spec.instance_data)
+        login_keys = [('login_key', k) for k in early.pop('login_keys')]
+        network.update(early)
+        tail = 'instance_data_b64\n%s\n' % base64.b64encode(
             instance_data_tar(spec.instance_data)).decode()
+
+    def network_input(wait):
+        return list(dict(network, wait_s=wait).items()) + (login_keys or [])
 
     def wait_s():
         return max(1, int(deadline - time.monotonic()))
 
     if not spec.nics:
         report = agent.hook(settings.hook_path, 'activate',
-                            dict(identity, wait_s=wait_s(), **network),
-                            deadline=deadline, accept=(0, 3))
+                            list(identity.items()) + network_input(wait_s()),
+                            deadline=deadline, accept=(0, 3), tail=tail)
     else:
         report = agent.hook(settings.hook_path, 'identity',
                             dict(identity, wait_s=wait_s()),
                             deadline=deadline, accept=(0, 3))
         _check_report(report, 'identity')
         timings['identity_s'] = time.monotonic() - t0
+        _guest_steps(timings, report)
         for nic in spec.nics:
             dom.attachDeviceFlags(nic, libvirt.VIR_DOMAIN_AFFECT_LIVE)
         timings['nics_s'] = time.monotonic() - t0
         report.update(agent.hook(settings.hook_path, 'network',
-                                 dict(network, wait_s=wait_s()),
-                                 deadline=deadline, accept=(0, 3)))
-    if report.get('cloud_init_rc') not in (None, 0):
-        LOG.warning('cloud-init in %s exited %s: a module failed, as it '
-                    'would have at boot (see the guest\'s '
-                    '/var/log/cloud-init.log)', spec.name,
-                    report['cloud_init_rc'])
+                                 network_input(wait_s()), deadline=deadline,
+                                 accept=(0, 3), tail=tail))
+    _guest_steps(timings, report)
     macs_up = {m.lower() for m in report.get('macs_up', [])}
     missing = sorted(set(macs) - macs_up)
     if report.get('error') or missing or \
@@ -321,6 +328,13 @@ def _hand_over_identity(agent, dom, spec, macs, settings, deadline,
                                         % (report.get('hostname'),
                                            spec.hostname))
     return report
+
+
+def _guest_steps(timings, report):
+    """The hook's own step times (guest_<step>_s, from its start)."""
+    for step, cs in (report.pop('steps_cs', None) or {}).items():
+        if isinstance(cs, int):
+            timings['guest_%s_s' % step] = cs / 100.0
 
 
 def _check_report(report, step):

@@ -125,11 +125,18 @@ class GuestAgent(object):
             delay = min(delay * 2, _POLL_MAX_S)
 
     def hook(self, hook_path, subcommand, fields=None, deadline=None,
-             accept=(0,)):
-        """Run the in-guest hook and return its JSON answer."""
+             accept=(0,), tail=None):
+        """Run the in-guest hook and return its JSON answer.
+
+        fields are its key=value input lines: a dict, or (key, value)
+        pairs where a key repeats. tail, if given, follows them.
+        """
         stdin = None
         if fields is not None:
-            stdin = ''.join('%s=%s\n' % (k, v) for k, v in fields.items())
+            pairs = fields.items() if isinstance(fields, dict) else fields
+            stdin = ''.join('%s=%s\n' % (k, v) for k, v in pairs)
+        if tail is not None:
+            stdin = (stdin or '') + tail
         result = self.run(hook_path, [subcommand], stdin=stdin,
                           deadline=deadline)
         if result.exitcode not in accept:

@@ -138,7 +138,8 @@ class CloudGuestTestCase(substrate_base.SubstrateDriverTestCase):
     def on_the_network(self, created):
         """The server once ACTIVE, its tap on the test bridge."""
         server, _address, tap = created
-        # An activated server is ACTIVE once cloud-init has run in it.
+        # An activated server is ACTIVE once its address and the tenant's
+        # keys are in place; cloud-init goes on in its background.
         server = self.wait_for_active(server,
                                       timeout=ACTIVATE_TIMEOUT + 60)
         self.net.attach(tap)

@@ -45,7 +45,13 @@ class TenantContractTest(CloudGuestTestCase):
         addresses = {name: c[1] for name, c in created.items()}
         for name in ('activated', 'second'):
             self.assertSpawned(servers[name], notifications.ACTIVATED)
-            self.assertEqual(key, self.spawn_record(servers[name])['key'])
+            record = self.spawn_record(servers[name])
+            self.assertEqual(key, record['key'])
+            # The hook gave the address and the key before cloud-init ran
+            # (engine/early_access.py); cloud-init's own run must leave
+            # them as they were: checked below, on the guest.
+            for step in ('guest_addresses_s', 'guest_login_keys_s'):
+                self.assertIn(step, record['timings'])
 
         # The tenant's key logs in to each, and the user-data ran once.
         facts = {}

@@ -245,23 +245,26 @@ class LoginProbe(threading.Thread):
         """Reap proc (killed if still running), keeping what it said."""
         self.last_error = _reap(proc) or self.last_error
 
-    def _first_login(self):
-        self._wait_for_port()
-        self.port_s = time.monotonic() - self.t0
-        while True:
-            proc = self._ssh('true', PROBE_CONNECT_TIMEOUT_S)
-            try:
-                while proc.poll() is None:
-                    self._check('SSH login')
-                    time.sleep(POLL_S)
-            finally:
-                self._finished(proc)
-            if proc.returncode == 0:
-                return time.monotonic() - self.t0
-            self._check('SSH login')
-            time.sleep(LOGIN_RETRY_S)
+    def _wait(self, proc, what):
+        """Wait for proc, within the deadline; whether it exited 0."""
+        try:
+            while proc.poll() is None:
+                self._check(what)
+                time.sleep(POLL_S)
+        finally:
+            self._finished(proc)
+        return proc.returncode == 0
 
-    def _wait_for_port(self):
+    def _until_done(self, command, connect_timeout, what):
+        """Seconds from t0 until ssh command first exits 0, retried."""
+        while not self._wait(self._ssh(command, connect_timeout), what):
+            LOG.debug('%s of %s not done yet: %s', what, self.address,
+                      self.last_error)
+            self._check(what)
+            time.sleep(LOGIN_RETRY_S)
+        return time.monotonic() - self.t0
+
+    def _first_login(self):
         watcher = subprocess.Popen(
             ['ip', 'netns', 'exec', self.net.namespace, sys.executable,
              '-c', PORT_WATCHER % {'try_s': PORT_TRY_S,
@@ -270,36 +273,20 @@ class LoginProbe(threading.Thread):
              self.address],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE, text=True)
-        try:
-            while watcher.poll() is None:
-                self._check('SSH port')
-                time.sleep(POLL_S)
-        finally:
-            self._finished(watcher)
-        if watcher.returncode != 0:
+        if not self._wait(watcher, 'SSH port'):
             raise exception.SubstrateError(
                 'watching the SSH port of %s failed: %s'
                 % (self.address, self.last_error))
+        self.port_s = time.monotonic() - self.t0
+        return self._until_done('true', PROBE_CONNECT_TIMEOUT_S, 'SSH login')
 
     def _user_data_done(self):
         # One session waits in the guest, so the time is the marker's,
         # not that of a poll's SSH login.
         command = 'until grep -qxF %s %s 2>/dev/null; do sleep 0.1; done' % (
             shlex.quote(self.marker_value), shlex.quote(self.marker))
-        while True:
-            proc = self._ssh(command, SESSION_CONNECT_TIMEOUT_S)
-            try:
-                while proc.poll() is None:
-                    self._check('user data')
-                    time.sleep(POLL_S)
-            finally:
-                self._finished(proc)
-            if proc.returncode == 0:
-                return time.monotonic() - self.t0
-            LOG.debug('waiting for the user data of %s: ssh exited %s: %s',
-                      self.address, proc.returncode, self.last_error)
-            self._check('user data')
-            time.sleep(LOGIN_RETRY_S)
+        return self._until_done(command, SESSION_CONNECT_TIMEOUT_S,
+                                'user data')
 
 
 def ssh_options(connect_timeout):
